@@ -1,0 +1,140 @@
+"""Deliveries, their per-recipient messages (the delivery log) and their audit trail."""
+from django.conf import settings
+from django.db import models
+
+
+class DeliveryStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ANALYZING = "analyzing", "Analyzing"
+    READY = "ready", "Ready to send"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Delivery(models.Model):
+    label = models.CharField(max_length=200)
+    subject = models.CharField(max_length=998)
+    from_email = models.CharField(max_length=254)
+    reply_to = models.CharField(max_length=254, blank=True)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    lists = models.ManyToManyField("profiles.List", related_name="deliveries", blank=True)
+    track_opens = models.BooleanField(default=True)
+    track_clicks = models.BooleanField(default=True)
+    mirror_page = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.DRAFT)
+    analysis_error = models.TextField(blank=True)
+
+    # Counters, as Campaign's delivery summary shows them.
+    initial_population = models.PositiveIntegerField(default=0)
+    excluded_by_cause = models.JSONField(default=dict, blank=True)
+    to_deliver = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    success = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    analyzed_at = models.DateTimeField(null=True, blank=True)
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status"], name="delivery_status_idx")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Being sent"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    IGNORED = "ignored", "Ignored"
+
+
+class FailureType(models.TextChoices):
+    HARD = "hard", "Hard"
+    SOFT = "soft", "Soft"
+    IGNORED = "ignored", "Ignored"
+
+
+class FailureReason(models.TextChoices):
+    USER_UNKNOWN = "user_unknown", "User unknown"
+    INVALID_DOMAIN = "invalid_domain", "Invalid domain"
+    UNREACHABLE = "unreachable", "Unreachable"
+    ACCOUNT_DISABLED = "account_disabled", "Account disabled"
+    MAILBOX_FULL = "mailbox_full", "Mailbox full"
+    REFUSED = "refused", "Refused"
+    DENYLISTED = "denylisted", "Address on denylist"
+    QUARANTINED = "quarantined", "Address in quarantine"
+    DUPLICATE = "duplicate", "Duplicate"
+    INVALID_ADDRESS = "invalid_address", "Invalid address"
+    # The worker died after handing the message to SMTP but before recording the answer: Beacon
+    # never retries such a message, since it may have gone out (at most one copy per recipient).
+    INTERRUPTED = "interrupted", "Interrupted, not retried"
+    UNDEFINED = "undefined", "Undefined"
+
+
+class Message(models.Model):
+    """One recipient of one delivery [Campaign: broadLog]."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="messages")
+    profile = models.ForeignKey("profiles.Profile", null=True, on_delete=models.SET_NULL, related_name="messages")
+    email = models.CharField(max_length=254)
+    email_format = models.CharField(max_length=8, default="html")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.PENDING)
+    failure_type = models.CharField(max_length=8, choices=FailureType.choices, blank=True)
+    failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
+    failure_detail = models.TextField(blank=True)
+    smtp_message_id = models.CharField(max_length=255, blank=True)
+    # Which task execution claimed the message for sending; see deliveries.services.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # What makes a double send impossible: one row per recipient and delivery.
+            models.UniqueConstraint(fields=["delivery", "profile"], name="message_delivery_profile_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["delivery", "status"], name="message_delivery_status_idx"),
+            models.Index(fields=["claimed_by"], name="message_claimed_by_idx"),
+            models.Index(fields=["smtp_message_id"], name="message_smtp_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.status})"
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2].lower()
+
+
+class DeliveryAuditEntry(models.Model):
+    """Who did what to a delivery, and when (the delivery's Audit tab)."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="audit_entries")
+    action = models.CharField(max_length=32)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "delivery audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.delivery_id}"

@@ -1,0 +1,45 @@
+import os
+
+import pytest
+from rest_framework.test import APIClient
+
+from beacon.celery import app as celery_app
+from tests.factories import UserFactory
+
+# Tests run tasks in-process, whatever REDIS_URL says; workers are exercised by the reliability tests.
+celery_app.conf.task_always_eager = True
+celery_app.conf.task_eager_propagates = True
+
+
+def _service_missing(what: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{what} is required in CI but cannot be reached")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of the tests' own, emptied before each test; fails (never skips) in CI."""
+    import redis
+
+    url = os.environ.get("BEACON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    except redis.RedisError:
+        _service_missing("Redis")
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def api_client(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
