@@ -14,12 +14,13 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"marketer{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
     is_staff = True
     is_superuser = True
-    password = factory.PostGenerationMethodCall("set_password", "password")
+    password = factory.django.Password("password")
 
 
 class ProfileFactory(factory.django.DjangoModelFactory):
@@ -34,6 +35,7 @@ class ProfileFactory(factory.django.DjangoModelFactory):
 class ListFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = List
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"List {n}")
 
@@ -46,6 +48,7 @@ class ListFactory(factory.django.DjangoModelFactory):
 class DeliveryFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Delivery
+        skip_postgeneration_save = True
 
     label = factory.Sequence(lambda n: f"Newsletter {n}")
     subject = "Hello {{ profile.first_name }}"

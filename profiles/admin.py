@@ -1,0 +1,83 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+
+from profiles import services
+from profiles.models import List, ListMembership, Profile
+
+
+class MembershipInline(admin.TabularInline):
+    model = ListMembership
+    extra = 0
+    raw_id_fields = ["profile"]
+    readonly_fields = ["added_at"]
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["email", "first_name", "last_name", "email_status", "email_format", "tracking_consent", "opted_out_at", "created_at"]
+    list_filter = ["email_status", "email_format", "tracking_consent", "lists"]
+    search_fields = ["email", "first_name", "last_name"]
+    readonly_fields = ["opted_out_at", "quarantined_at", "soft_bounce_count", "created_at", "updated_at"]
+    date_hierarchy = "created_at"
+    actions = ["opt_out", "restore_to_valid"]
+
+    @admin.action(description="Opt out (denylist) the selected profiles")
+    def opt_out(self, request, queryset):
+        count = sum(services.profile_opt_out(profile_id=pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} profile(s) opted out.")
+
+    @admin.action(description="Set email status back to valid (lift quarantine)")
+    def restore_to_valid(self, request, queryset):
+        count = services.profile_restore(profile_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} profile(s) set back to valid.")
+
+
+class CsvImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row; 'email' is required, unknown columns become attributes.")
+    update_existing = forms.BooleanField(required=False, help_text="Overwrite names and attributes of existing profiles.")
+
+
+@admin.register(List)
+class ListAdmin(admin.ModelAdmin):
+    list_display = ["name", "member_count", "created_at"]
+    search_fields = ["name", "description"]
+    inlines = [MembershipInline]
+    change_form_template = "profiles/admin/list_change_form.html"
+
+    @admin.display(description="Members")
+    def member_count(self, obj: List) -> int:
+        return obj.memberships.count()
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="profiles_list_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request, pk: int):
+        list_obj = get_object_or_404(List, pk=pk)
+        form = CsvImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.list_import_csv(
+                    list_obj=list_obj,
+                    csv_file=form.cleaned_data["file"].file,
+                    update_existing=form.cleaned_data["update_existing"],
+                )
+            except ValidationError as exc:
+                form.add_error("file", "; ".join(exc.messages))
+            else:
+                self.message_user(
+                    request,
+                    f"{result.rows} row(s) read: {result.created} profile(s) created, {result.updated} updated, "
+                    f"{result.added_to_list} added to the list, {len(result.errors)} refused.",
+                    messages.WARNING if result.errors else messages.SUCCESS,
+                )
+                for error in result.errors[:20]:
+                    self.message_user(request, f"Line {error['line']} ({error['email']}): {error['error']}", messages.WARNING)
+                return redirect(reverse("admin:profiles_list_change", args=[list_obj.pk]))
+        context = {**self.admin_site.each_context(request), "form": form, "list_obj": list_obj, "opts": self.model._meta, "title": f"Import profiles into {list_obj}"}
+        return render(request, "profiles/admin/list_import.html", context)

@@ -1,0 +1,145 @@
+"""REST API for profiles and lists (`/api/profiles/`, `/api/lists/`)."""
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from profiles import selectors, services
+from profiles.models import EmailFormat, EmailStatus, List, Profile
+
+
+class ProfileOutputSerializer(serializers.ModelSerializer):
+    lists = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Profile
+        fields = [
+            "id", "email", "first_name", "last_name", "attributes", "email_status", "email_format",
+            "tracking_consent", "opted_out_at", "soft_bounce_count", "quarantined_at", "lists",
+            "created_at", "updated_at",
+        ]
+
+    def get_lists(self, profile: Profile) -> list[int]:
+        return [membership.list_id for membership in profile.memberships.all()]
+
+
+class ProfileInputSerializer(serializers.Serializer):
+    email = serializers.CharField(max_length=254)
+    first_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    last_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    attributes = serializers.DictField(required=False)
+    email_format = serializers.ChoiceField(choices=EmailFormat.choices, required=False)
+    email_status = serializers.ChoiceField(choices=EmailStatus.choices, required=False)
+    tracking_consent = serializers.BooleanField(required=False)
+
+
+class ProfileViewSet(viewsets.ModelViewSet):
+    """Recipient profiles. Filters: `?search=`, `?email_status=`, `?list=<id>`."""
+
+    serializer_class = ProfileOutputSerializer
+
+    def get_queryset(self):
+        list_id = self.request.query_params.get("list")
+        if list_id is not None and not list_id.isdigit():
+            raise ValidationError({"list": ["A list id is a number."]})
+        return selectors.profile_list(
+            search=self.request.query_params.get("search", ""),
+            email_status=self.request.query_params.get("email_status", ""),
+            list_id=int(list_id) if list_id else None,
+        ).prefetch_related("memberships")
+
+    def get_serializer_class(self):
+        if self.action in {"create", "update", "partial_update"}:
+            return ProfileInputSerializer
+        return ProfileOutputSerializer
+
+    def create(self, request, *args, **kwargs):
+        data = ProfileInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = services.profile_create(**data.validated_data)
+        return Response(ProfileOutputSerializer(profile).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        profile = self.get_object()
+        data = ProfileInputSerializer(data=request.data, partial=kwargs.get("partial", False))
+        data.is_valid(raise_exception=True)
+        profile = services.profile_update(profile=profile, **data.validated_data)
+        return Response(ProfileOutputSerializer(profile).data)
+
+
+class ListOutputSerializer(serializers.ModelSerializer):
+    profile_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = List
+        fields = ["id", "name", "description", "profile_count", "created_at"]
+
+
+class ListInputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = List
+        fields = ["name", "description"]
+
+
+class ProfileIdsSerializer(serializers.Serializer):
+    profile_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=100_000)
+
+
+class CsvImportSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    update_existing = serializers.BooleanField(default=False)
+
+
+class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Lists of profiles: members under `profiles/`, CSV import under `import/`."""
+
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        return selectors.list_list()
+
+    def get_serializer_class(self):
+        if self.action in {"create", "update", "partial_update"}:
+            return ListInputSerializer
+        if self.action == "profiles":
+            return ProfileIdsSerializer
+        if self.action == "import_csv":
+            return CsvImportSerializer
+        return ListOutputSerializer
+
+    def create(self, request, *args, **kwargs):
+        data = ListInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        list_obj = data.save()
+        return Response(ListOutputSerializer(list_obj).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["get", "post", "delete"])
+    def profiles(self, request, pk=None):
+        """GET the members; POST `{profile_ids: [...]}` adds them; DELETE with the same body removes them."""
+        list_obj = get_object_or_404(List, pk=pk)
+        if request.method == "GET":
+            page = self.paginate_queryset(selectors.profile_list(list_id=list_obj.pk).prefetch_related("memberships"))
+            return self.get_paginated_response(ProfileOutputSerializer(page, many=True).data)
+        data = ProfileIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["profile_ids"]
+        if request.method == "POST":
+            added = services.list_add_profiles(list_obj=list_obj, profile_ids=ids)
+            return Response({"id": list_obj.pk, "added": added, "profile_count": list_obj.memberships.count()})
+        removed = services.list_remove_profiles(list_obj=list_obj, profile_ids=ids)
+        return Response({"id": list_obj.pk, "removed": removed, "profile_count": list_obj.memberships.count()})
+
+    @action(detail=True, methods=["post"], url_path="import")
+    def import_csv(self, request, pk=None):
+        """Multipart `file` (CSV with an `email` header) and optional `update_existing`."""
+        list_obj = get_object_or_404(List, pk=pk)
+        data = CsvImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.list_import_csv(
+            list_obj=list_obj,
+            csv_file=data.validated_data["file"].file,
+            update_existing=data.validated_data["update_existing"],
+        )
+        return Response(result.as_dict())

@@ -1,0 +1,23 @@
+import pytest
+
+from profiles.models import Profile
+
+pytestmark = pytest.mark.e2e
+
+
+def test_marketer_imports_a_csv_into_a_list_in_the_browser(logged_in_page, live_server, tmp_path):
+    from tests.factories import ListFactory
+
+    list_obj = ListFactory(name="Browser list")
+    csv_path = tmp_path / "people.csv"
+    csv_path.write_text("email,first_name\nann@example.com,Ann\nbob@example.com,Bob\nnope\n")
+    page = logged_in_page
+    page.goto(f"{live_server.url}/admin/profiles/list/{list_obj.pk}/change/")
+    page.click("text=Import CSV")
+    page.set_input_files("input[type=file]", str(csv_path))
+    page.click("input[type=submit][value=Import]")
+    page.wait_for_selector(".messagelist")
+    messages = page.inner_text(".messagelist")
+    assert "2 profile(s) created" in messages
+    assert "Line 4 (nope): invalid email address" in messages
+    assert set(Profile.objects.values_list("email", flat=True)) == {"ann@example.com", "bob@example.com"}

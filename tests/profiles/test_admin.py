@@ -1,0 +1,44 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from profiles.models import EmailStatus, Profile
+from tests.factories import ListFactory, ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_logged(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_profile_admin_pages_and_opt_out_action(admin_client_logged):
+    profiles = ProfileFactory.create_batch(2)
+    assert admin_client_logged.get("/admin/profiles/profile/?email_status=valid&q=example").status_code == 200
+    assert admin_client_logged.get(f"/admin/profiles/profile/{profiles[0].pk}/change/").status_code == 200
+    response = admin_client_logged.post(
+        "/admin/profiles/profile/", {"action": "opt_out", "_selected_action": [p.pk for p in profiles]}, follow=True
+    )
+    assert response.status_code == 200
+    assert {profile.email_status for profile in Profile.objects.all()} == {EmailStatus.DENYLISTED}
+
+
+def test_list_admin_csv_import(admin_client_logged):
+    list_obj = ListFactory()
+    page = admin_client_logged.get(f"/admin/profiles/list/{list_obj.pk}/change/")
+    assert b"Import CSV" in page.content
+    response = admin_client_logged.post(
+        f"/admin/profiles/list/{list_obj.pk}/import/",
+        {"file": SimpleUploadedFile("a.csv", b"email\none@example.com\nbad\n")},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert b"1 profile(s) created" in response.content
+    assert b"Line 3 (bad): invalid email address" in response.content
+    assert list_obj.profiles.count() == 1
+    missing_column = admin_client_logged.post(
+        f"/admin/profiles/list/{list_obj.pk}/import/", {"file": SimpleUploadedFile("a.csv", b"name\nx\n")}
+    )
+    assert missing_column.status_code == 200
+    assert b"email" in missing_column.content
