@@ -130,6 +130,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE["reporting-refresh-reports"] = {"task": "reporting.refresh_reports", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["reporting-purge-expired-events"] = {"task": "reporting.purge_expired_events", "schedule": 3600.0}
 
 # --- Email ---
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")

@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from reporting.api import DeliveryRecomputeApi, DeliveryReportApi
+
+# Explicit paths: the deliveries router (included before these) has no route of this shape.
+urlpatterns = [
+    path("deliveries/<int:delivery_id>/reports/<str:name>/", DeliveryReportApi.as_view(), name="delivery-report"),
+    path("deliveries/<int:delivery_id>/recompute/", DeliveryRecomputeApi.as_view(), name="delivery-recompute"),
+]

@@ -1,0 +1,170 @@
+"""REST API for deliveries (`/api/deliveries/`): CRUD while draft or ready, the actions, the delivery
+log (`messages/`) and the links (`tracked-urls/`). Every write goes through `deliveries.services`."""
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from deliveries import selectors, services
+from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus
+from profiles.models import List
+from tracking.models import TrackedUrl
+
+
+class DeliveryOutputSerializer(serializers.ModelSerializer):
+    lists = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens",
+            "track_clicks", "mirror_page", "status", "analysis_error", "initial_population",
+            "excluded_by_cause", "to_deliver", "processed", "success", "errors", "created_at", "updated_at",
+            "analyzed_at", "sending_started_at", "finished_at",
+        ]
+
+    def get_lists(self, delivery: Delivery) -> list[int]:
+        return sorted(item.pk for item in delivery.lists.all())
+
+
+class DeliveryInputSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=200)
+    subject = serializers.CharField(max_length=998)
+    from_email = serializers.EmailField(max_length=254)
+    reply_to = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    html = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    lists = serializers.PrimaryKeyRelatedField(queryset=List.objects.all(), many=True, required=False)
+    track_opens = serializers.BooleanField(required=False)
+    track_clicks = serializers.BooleanField(required=False)
+    mirror_page = serializers.BooleanField(required=False)
+
+
+class ProofInputSerializer(serializers.Serializer):
+    emails = serializers.ListField(child=serializers.CharField(max_length=254), allow_empty=False, max_length=100)
+
+
+class MessageOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "sent_at"]
+
+
+class TrackedUrlOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrackedUrl
+        fields = ["id", "url", "label", "category", "mode", "position", "in_html", "in_text", "is_personalized"]
+
+
+class TrackedUrlInputSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class DeliveryViewSet(viewsets.GenericViewSet):
+    """Deliveries. Filters: `?status=`, `?search=`. Actions answer with the delivery."""
+
+    queryset = Delivery.objects.all()
+    serializer_class = DeliveryOutputSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def _page(self, request, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+    def _delivery(self, pk) -> Delivery:
+        return get_object_or_404(Delivery, pk=pk)
+
+    def _answer(self, delivery_id: int, code: int = status.HTTP_200_OK) -> Response:
+        delivery = Delivery.objects.prefetch_related("lists").get(pk=delivery_id)
+        return Response(DeliveryOutputSerializer(delivery).data, status=code)
+
+    def list(self, request):
+        choices = set(DeliveryStatus.values)
+        wanted = request.query_params.get("status", "")
+        if wanted and wanted not in choices:
+            raise serializers.ValidationError({"status": [f"One of: {', '.join(sorted(choices))}."]})
+        queryset = selectors.delivery_list(status=wanted, search=request.query_params.get("search", ""))
+        return self._page(request, queryset, DeliveryOutputSerializer)
+
+    def retrieve(self, request, pk=None):
+        return self._answer(self._delivery(pk).pk)
+
+    def create(self, request):
+        data = DeliveryInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        delivery = services.delivery_create(actor=request.user, **data.validated_data)
+        return self._answer(delivery.pk, status.HTTP_201_CREATED)
+
+    def update(self, request, pk=None, partial=False):
+        delivery = self._delivery(pk)
+        data = DeliveryInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        services.delivery_update(delivery_id=delivery.pk, actor=request.user, **data.validated_data)
+        return self._answer(delivery.pk)
+
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk=pk, partial=True)
+
+    def destroy(self, request, pk=None):
+        services.delivery_delete(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["post"])
+    def analyze(self, request, pk=None):
+        delivery = services.delivery_analyze(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk)
+
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        delivery = services.delivery_send(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        delivery = services.delivery_pause(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        delivery = services.delivery_resume(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        delivery = services.delivery_cancel(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk)
+
+    @action(detail=True, methods=["post"])
+    def proof(self, request, pk=None):
+        """`{emails: [...]}`: sends a proof to each address (not counted, no delivery log rows)."""
+        data = ProofInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sent = services.delivery_proof(
+            delivery_id=self._delivery(pk).pk, emails=data.validated_data["emails"], actor=request.user
+        )
+        return Response({"sent": sent})
+
+    @action(detail=True, methods=["get"])
+    def messages(self, request, pk=None):
+        """The delivery log; `?status=` one of pending, sending, sent, failed, ignored."""
+        wanted = request.query_params.get("status", "")
+        if wanted and wanted not in MessageStatus.values:
+            raise serializers.ValidationError({"status": [f"One of: {', '.join(MessageStatus.values)}."]})
+        queryset = selectors.delivery_messages(delivery_id=self._delivery(pk).pk, status=wanted)
+        return self._page(request, queryset, MessageOutputSerializer)
+
+    @action(detail=True, methods=["get"], url_path="tracked-urls")
+    def tracked_urls(self, request, pk=None):
+        queryset = selectors.delivery_tracked_urls(delivery_id=self._delivery(pk).pk)
+        return self._page(request, queryset, TrackedUrlOutputSerializer)
+
+    @action(detail=True, methods=["get", "patch"], url_path=r"tracked-urls/(?P<url_id>[0-9]+)")
+    def tracked_url(self, request, pk=None, url_id=None):
+        """PATCH `{label, category}`: links with the same label count together in reports."""
+        tracked_url = get_object_or_404(TrackedUrl, pk=url_id, delivery_id=self._delivery(pk).pk)
+        if request.method == "PATCH":
+            data = TrackedUrlInputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            tracked_url = services.tracked_url_update(tracked_url=tracked_url, **data.validated_data)
+        return Response(TrackedUrlOutputSerializer(tracked_url).data)

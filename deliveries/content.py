@@ -1,0 +1,327 @@
+"""Delivery content: link discovery, template checks, and the per-recipient rendering of the send path.
+
+Content is written in the Django template language with one variable of interest, `profile`
+(`{{ profile.first_name }}`, `{{ profile.attributes.city }}`), plus `{{ unsubscribe_url }}` and
+`{{ mirror_url }}`. `prepare_content` parses the HTML once with BeautifulSoup, finds the links,
+replaces each tracked link's `href` by a variable (`{{ beacon_link_3 }}`) and compiles the three
+templates; per message only a render with a small dict context happens (`PreparedContent.render`).
+
+The HTML is edited by splicing the parser's source positions into the original text rather than by
+re-serializing the soup: re-serializing would re-escape template code (`{% if a > b %}`) and change
+markup the marketer wrote.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from bs4 import BeautifulSoup
+from django.template import Context, Engine, Template, TemplateSyntaxError
+
+if TYPE_CHECKING:
+    from profiles.models import Profile
+
+# Variables of the content the engine provides; anything else under `profile.` comes from the profile.
+UNSUBSCRIBE_VARIABLE = "unsubscribe_url"
+MIRROR_VARIABLE = "mirror_url"
+PIXEL_VARIABLE = "beacon_open_pixel"
+LINK_VARIABLE = "beacon_link_{}"
+PROFILE_FIELDS = ("id", "email", "first_name", "last_name", "email_format")
+
+MAX_LABEL_LENGTH = 300
+_PERSONALIZED_RE = re.compile(r"{{\s*profile\.")
+_SPECIAL_HREF_RE = re.compile(r"^\s*{{\s*(unsubscribe_url|mirror_url)\s*}}\s*$")
+_TEMPLATE_TAG_RE = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.DOTALL)
+# A URL in plain text; a `{{ ... }}` placeholder may sit inside it. Trailing punctuation is prose.
+_TEXT_URL_RE = re.compile(r"https?://(?:{{[^}]*}}|[^\s<>\"'{}])+")
+_TRAILING_PUNCTUATION = ".,;:!?)]'\""
+
+_html_engine = Engine(autoescape=True, debug=False)
+_plain_engine = Engine(autoescape=False, debug=False)
+
+
+class ContentError(Exception):
+    """The content cannot be used; `fields` names the part(s) at fault."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in fields.items()))
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class FoundLink:
+    """A link found in the content, as it becomes a TrackedUrl at analysis."""
+
+    url: str
+    label: str
+    position: int | None
+    in_html: bool
+    in_text: bool
+    is_personalized: bool
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass
+class ParsedContent:
+    html_source: str
+    text_source: str
+    links: list[FoundLink]
+    # For each link variable, the index in `links`.
+    html_link_indexes: list[int] = field(default_factory=list)
+    text_link_indexes: list[int] = field(default_factory=list)
+
+
+def _is_http_url(url: str) -> bool:
+    lowered = url.strip().lower()
+    return lowered.startswith("http://") or lowered.startswith("https://")
+
+
+def _link_label(tag, url: str) -> str:
+    label = " ".join(tag.get_text(" ", strip=True).split())
+    if not label:
+        label = (tag.get("title") or "").strip()
+    if not label:
+        image = tag.find("img", alt=True)
+        label = (image.get("alt") or "").strip() if image else ""
+    if not label:
+        label = (tag.get("alt") or "").strip()
+    return (label or url)[:MAX_LABEL_LENGTH]
+
+
+def _open_tag_end(source: str, start: int) -> int:
+    """Offset just past the `>` that closes the start tag beginning at `start` (quotes respected)."""
+    quote_char = ""
+    for index in range(start + 1, len(source)):
+        char = source[index]
+        if quote_char:
+            if char == quote_char:
+                quote_char = ""
+        elif char in "\"'":
+            quote_char = char
+        elif char == ">":
+            return index + 1
+    return len(source)
+
+
+def _start_tag(name: str, attrs: dict[str, Any], self_closing: bool) -> str:
+    parts = [name]
+    for key, value in attrs.items():
+        if isinstance(value, list):
+            value = " ".join(value)
+        if value is None:
+            parts.append(key)
+            continue
+        escaped = html_lib.escape(value, quote=True)
+        # Template code in an attribute must reach the engine verbatim.
+        escaped = re.sub(r"{{.*?}}|{%.*?%}", lambda m: html_lib.unescape(m.group(0)), escaped)
+        parts.append(f'{key}="{escaped}"')
+    return "<" + " ".join(parts) + (" />" if self_closing else ">")
+
+
+def _line_offsets(source: str) -> list[int]:
+    offsets = [0]
+    for match in re.finditer("\n", source):
+        offsets.append(match.end())
+    return offsets
+
+
+def parse_content(*, html: str, text: str, track_opens: bool) -> ParsedContent:
+    """Finds the links of the content and returns template sources with link variables in place."""
+    links: list[FoundLink] = []
+    html_indexes: list[int] = []
+    html_source = html
+    if html:
+        soup = BeautifulSoup(html, "html.parser")
+        line_starts = _line_offsets(html)
+        edits: list[tuple[int, int, str]] = []
+        position = 0
+        for tag in soup.find_all(["a", "area"]):
+            href = tag.get("href")
+            track_off = str(tag.get("data-track", "")).strip().lower() == "off"
+            if href is None or tag.sourceline is None:
+                continue
+            start = line_starts[tag.sourceline - 1] + tag.sourcepos
+            end = _open_tag_end(html, start)
+            attrs = dict(tag.attrs)
+            attrs.pop("data-track", None)
+            if _is_http_url(href) and not track_off:
+                position += 1
+                url = href.strip()
+                html_indexes.append(len(links))
+                attrs["href"] = "{{ " + LINK_VARIABLE.format(len(html_indexes) - 1) + " }}"
+                links.append(
+                    FoundLink(
+                        url=url,
+                        label=_link_label(tag, url),
+                        position=position,
+                        in_html=True,
+                        in_text=False,
+                        is_personalized=bool(_PERSONALIZED_RE.search(url)),
+                    )
+                )
+            elif not track_off:
+                continue
+            edits.append((start, end, _start_tag(tag.name, attrs, html[end - 2 : end] == "/>")))
+        for start, end, replacement in reversed(edits):
+            html_source = html_source[:start] + replacement + html_source[end:]
+        if track_opens:
+            pixel = '<img src="{{ %s }}" width="1" height="1" alt="" style="display:block;border:0">' % PIXEL_VARIABLE
+            body_end = html_source.lower().rfind("</body>")
+            html_source = (
+                html_source[:body_end] + pixel + html_source[body_end:] if body_end >= 0 else html_source + pixel
+            )
+
+    text_indexes: list[int] = []
+    text_parts: list[str] = []
+    cursor = 0
+    by_url = {link.url: index for index, link in enumerate(links)}
+    for match in _TEXT_URL_RE.finditer(text or ""):
+        url = match.group(0).rstrip(_TRAILING_PUNCTUATION)
+        if url in by_url:
+            index = by_url[url]
+            link = links[index]
+            links[index] = FoundLink(**{**link.__dict__, "in_text": True})
+        else:
+            index = len(links)
+            links.append(
+                FoundLink(
+                    url=url,
+                    label=url[:MAX_LABEL_LENGTH],
+                    position=None,
+                    in_html=False,
+                    in_text=True,
+                    is_personalized=bool(_PERSONALIZED_RE.search(url)),
+                )
+            )
+            by_url[url] = index
+        text_parts.append(text[cursor : match.start()])
+        text_parts.append("{{ " + LINK_VARIABLE.format(len(html_indexes) + len(text_indexes)) + " }}")
+        text_indexes.append(index)
+        cursor = match.start() + len(url)
+    text_parts.append((text or "")[cursor:])
+    return ParsedContent(
+        html_source=html_source,
+        text_source="".join(text_parts),
+        links=links,
+        html_link_indexes=html_indexes,
+        text_link_indexes=text_indexes,
+    )
+
+
+def _compile(engine: Engine, source: str, part: str) -> Template:
+    leftover = _TEMPLATE_TAG_RE.sub("", source)
+    for opener in ("{{", "{%"):
+        if opener in leftover:
+            closer = "}}" if opener == "{{" else "%}"
+            raise ContentError({part: [f"Unclosed template tag: '{opener}' without '{closer}'."]})
+    try:
+        return engine.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ContentError({part: [f"Template error: {exc}"]}) from None
+
+
+def check_templates(*, subject: str, html: str, text: str) -> None:
+    """Raises ContentError naming every part whose template does not compile."""
+    errors: dict[str, list[str]] = {}
+    for part, engine, source in (("subject", _plain_engine, subject), ("html", _html_engine, html), ("text", _plain_engine, text)):
+        try:
+            _compile(engine, source, part)
+        except ContentError as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise ContentError(errors)
+
+
+def profile_context(profile: Profile | None) -> dict[str, Any]:
+    """The `profile` variable of the templates: plain values, so no model method is reachable."""
+    if profile is None:
+        return {name: "" for name in PROFILE_FIELDS} | {"attributes": {}}
+    return {
+        "id": profile.id,
+        "email": profile.email,
+        "first_name": profile.first_name,
+        "last_name": profile.last_name,
+        "email_format": profile.email_format,
+        "attributes": profile.attributes or {},
+    }
+
+
+def _url_encoded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _url_encoded(item) for key, item in value.items()}
+    return quote(str(value), safe="")
+
+
+@lru_cache(maxsize=1024)
+def _url_template(url_template: str) -> Template:
+    return _plain_engine.from_string(url_template)
+
+
+def render_url_with_context(url_template: str, profile_values: dict[str, Any]) -> str:
+    if "{" not in url_template:
+        return url_template.strip()
+    return _url_template(url_template).render(Context({"profile": _url_encoded(profile_values)}, autoescape=False)).strip()
+
+
+def render_link_url(url_template: str, profile: Profile | None) -> str | None:
+    """The recipient's own URL for a (possibly personalized) tracked URL, or None if not usable.
+
+    Profile values are percent-encoded into the URL, so a value cannot add a path, query or host.
+    """
+    try:
+        url = render_url_with_context(url_template, profile_context(profile))
+    except (TemplateSyntaxError, ValueError):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        return None
+    return url
+
+
+@dataclass
+class PreparedContent:
+    """A delivery's content compiled once; `render` is all the per-message work."""
+
+    subject: Template
+    html: Template | None
+    text: Template | None
+    parsed: ParsedContent
+
+    def render(self, *, profile_values: dict[str, Any], link_urls: list[str], extra: dict[str, str], text_only: bool) -> RenderedMessage:
+        context = {"profile": profile_values, **extra}
+        for variable, url in enumerate(link_urls):
+            context[LINK_VARIABLE.format(variable)] = url
+        plain_context = Context(context, autoescape=False)
+        subject = " ".join(self.subject.render(plain_context).split())
+        text = self.text.render(plain_context) if self.text else ""
+        html = ""
+        if self.html is not None and not text_only:
+            html = self.html.render(Context(context))
+        elif self.html is not None and not text:
+            text = BeautifulSoup(self.html.render(Context(context)), "html.parser").get_text("\n", strip=True)
+        return RenderedMessage(subject=subject, html=html, text=text)
+
+
+def prepare_content(*, subject: str, html: str, text: str, track_opens: bool) -> PreparedContent:
+    """Parses and compiles the delivery's content; raises ContentError for a bad template."""
+    check_templates(subject=subject, html=html, text=text)
+    parsed = parse_content(html=html, text=text, track_opens=track_opens)
+    return PreparedContent(
+        subject=_compile(_plain_engine, subject, "subject"),
+        html=_compile(_html_engine, parsed.html_source, "html") if html.strip() else None,
+        text=_compile(_plain_engine, parsed.text_source, "text") if text.strip() else None,
+        parsed=parsed,
+    )

@@ -1,0 +1,22 @@
+"""Celery tasks of deliveries: thin wrappers around `deliveries.services`."""
+from celery import shared_task
+
+from deliveries import services
+
+
+@shared_task(
+    name="deliveries.send_batch",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def delivery_send_batch_task(self, delivery_id: int) -> None:
+    """One batch over one SMTP connection; re-queues itself while the delivery has pending messages.
+
+    Safe to run twice: the task id is the claim owner, so a redelivered execution settles what the
+    previous one left (see `deliveries.services`) instead of sending it again.
+    """
+    if services.delivery_send_batch(delivery_id=delivery_id, task_id=self.request.id or "eager"):
+        delivery_send_batch_task.delay(delivery_id)

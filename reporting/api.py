@@ -1,0 +1,89 @@
+"""Report and recompute endpoints under `/api/deliveries/<id>/` (the deliveries app owns the rest)."""
+import csv
+import io
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from beacon.exceptions import ServiceError
+from reporting.selectors import REPORT_NAMES, report_get, report_table
+from reporting.services import delivery_recompute
+
+MACHINE_CHOICES = {"exclude": True, "include": False}
+
+
+class CsvRenderer(BaseRenderer):
+    """Renders `{"header": [...], "rows": [[...]]}` as CSV."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return table_csv(data["header"], data["rows"]).encode()
+
+
+def table_csv(header: list[str], rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def humans_only_param(params) -> bool:
+    """`?machine=include` counts machine events too; absent or `exclude` means humans only."""
+    value = params.get("machine") or "exclude"
+    if value not in MACHINE_CHOICES:
+        raise ServiceError("Invalid input.", fields={"machine": ["Must be 'include' or 'exclude'."]})
+    return MACHINE_CHOICES[value]
+
+
+class DeliveryReportApi(APIView):
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CsvRenderer]
+
+    def handle_exception(self, exc):
+        # Errors are JSON whatever format was asked for.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+    @extend_schema(
+        summary="A report of the delivery, from its rollups",
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(REPORT_NAMES)),
+            OpenApiParameter("machine", str, enum=list(MACHINE_CHOICES), description="Count machine events too."),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+            OpenApiParameter("granularity", str, enum=["half-hour", "hour", "day"], description="statistics"),
+            OpenApiParameter("group_by", str, enum=["url", "label", "category"], description="urls"),
+            OpenApiParameter("from", OpenApiTypes.DATE, description="urls: first day of the period"),
+            OpenApiParameter("to", OpenApiTypes.DATE, description="urls: last day of the period"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, delivery_id: int, name: str) -> Response:
+        data = report_get(
+            delivery_id=delivery_id,
+            name=name,
+            humans_only=humans_only_param(request.query_params),
+            params=request.query_params,
+        )
+        if request.accepted_renderer.format != CsvRenderer.format:
+            return Response(data)
+        header, rows = report_table(name, data)
+        return Response(
+            {"header": header, "rows": rows},
+            headers={"Content-Disposition": f'attachment; filename="delivery-{delivery_id}-{name}.csv"'},
+        )
+
+
+class DeliveryRecomputeApi(APIView):
+    @extend_schema(
+        summary="Recompute delivery and tracking indicators", request=None, responses=OpenApiTypes.OBJECT
+    )
+    def post(self, request, delivery_id: int) -> Response:
+        delivery_recompute(delivery_id=delivery_id)
+        return Response(report_get(delivery_id=delivery_id, name="summary"))

@@ -1,0 +1,282 @@
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+from beacon.exceptions import TransitionNotAllowed
+from deliveries import services
+from deliveries.models import DeliveryAuditEntry, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
+from profiles.models import EmailFormat, EmailStatus
+from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, UserFactory
+from tracking.models import TrackedUrl, TrackingMode
+from tracking.tokens import Purpose, read_token
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = "https://beacon.example.net"
+HTML = (
+    "<html><body><p>Hi {{ profile.first_name }}</p>"
+    '<a href="https://shop.example.com/sale">Sale</a>'
+    '<a href="https://shop.example.com/me?id={{ profile.id }}">Your account</a>'
+    '<a href="mailto:help@example.com">Help</a>'
+    '<a href="{{ unsubscribe_url }}">Unsubscribe</a> <a href="{{ mirror_url }}">Online</a>'
+    "</body></html>"
+)
+TEXT = "Hi {{ profile.first_name }}, sale: https://shop.example.com/sale\nUnsubscribe: {{ unsubscribe_url }}"
+
+
+@pytest.fixture(autouse=True)
+def public_url(settings):
+    settings.BEACON_PUBLIC_URL = PUBLIC
+    settings.BEACON_UNSUBSCRIBE_MAILTO = "unsubscribe@beacon.example.net"
+
+
+def make_delivery(profiles, **options):
+    delivery = DeliveryFactory(
+        subject="Hello {{ profile.first_name }}", html=HTML, text=TEXT, reply_to="replies@beacon.example",
+        lists=[ListFactory(members=profiles)], **options,
+    )
+    services.delivery_analyze(delivery_id=delivery.pk)
+    return delivery
+
+
+def send(delivery, django_capture_on_commit_callbacks, actor=None):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.delivery_send(delivery_id=delivery.pk, actor=actor)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def token_of(url: str, prefix: str) -> str:
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC
+    path_prefix, token = parts.path.strip("/").split("/")
+    assert path_prefix == prefix
+    return token
+
+
+def test_delivery_sent_through_a_real_smtp_server(smtp_server, django_capture_on_commit_callbacks):
+    html_people = ProfileFactory.create_batch(3)
+    text_person = ProfileFactory(email_format=EmailFormat.TEXT)
+    denylisted = ProfileFactory(email_status=EmailStatus.DENYLISTED)
+    delivery = make_delivery([*html_people, text_person, denylisted])
+    urls = {u.url: u for u in TrackedUrl.objects.filter(delivery=delivery)}
+    optout = TrackedUrl.objects.get(delivery=delivery, mode=TrackingMode.OPT_OUT)
+    mirror = TrackedUrl.objects.get(delivery=delivery, mode=TrackingMode.MIRROR)
+    actor = UserFactory()
+
+    delivery = send(delivery, django_capture_on_commit_callbacks, actor=actor)
+
+    assert delivery.status == DeliveryStatus.FINISHED and delivery.finished_at is not None
+    assert (delivery.to_deliver, delivery.processed, delivery.success, delivery.errors) == (4, 4, 4, 0)
+    assert smtp_server.to(denylisted.email) == []
+    for profile in html_people:
+        [received] = smtp_server.to(profile.email)
+        message = Message.objects.get(delivery=delivery, profile=profile)
+        assert message.status == MessageStatus.SENT and message.sent_at is not None
+        assert received["Message-ID"] == message.smtp_message_id
+        assert received["Subject"] == f"Hello {profile.first_name}"
+        assert received["Reply-To"] == "replies@beacon.example"
+        assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        https_part, mailto_part = [part.strip(" <>") for part in received["List-Unsubscribe"].split(",")]
+        unsubscribe = read_token(token_of(https_part, "u"), Purpose.UNSUBSCRIBE)
+        assert (unsubscribe.message_id, unsubscribe.url_id) == (message.id, optout.id)
+        assert mailto_part == f"mailto:unsubscribe@beacon.example.net?subject=unsubscribe-{token_of(https_part, 'u')}"
+        assert received.get_content_type() == "multipart/alternative"
+        html = received.get_body(("html",)).get_content()
+        text = received.get_body(("plain",)).get_content()
+        hrefs = re.findall(r'href="([^"]+)"', html)
+        assert hrefs[2] == "mailto:help@example.com"
+        clicks = [read_token(token_of(href, "r"), Purpose.CLICK) for href in hrefs[:2]]
+        assert [(c.message_id, c.url_id) for c in clicks] == [
+            (message.id, urls["https://shop.example.com/sale"].id),
+            (message.id, urls["https://shop.example.com/me?id={{ profile.id }}"].id),
+        ]
+        assert read_token(token_of(hrefs[3], "u"), Purpose.UNSUBSCRIBE).url_id == optout.id
+        mirror_token = read_token(token_of(hrefs[4], "m"), Purpose.MIRROR)
+        assert (mirror_token.message_id, mirror_token.url_id) == (message.id, mirror.id)
+        [pixel] = re.findall(r'<img src="([^"]+)" width="1" height="1"', html)
+        assert read_token(token_of(pixel, "o"), Purpose.OPEN).message_id == message.id
+        [text_link] = re.findall(r"sale: (\S+)", text)
+        assert read_token(token_of(text_link, "r"), Purpose.CLICK).url_id == urls["https://shop.example.com/sale"].id
+        rendered = services.message_render(message=message)
+        assert rendered.html.strip() == html.strip()
+    [text_only] = smtp_server.to(text_person.email)
+    assert text_only.get_content_type() == "text/plain"
+    assert "/o/" not in text_only.get_content()
+    assert [e.action for e in DeliveryAuditEntry.objects.filter(delivery=delivery)] == ["analyzed", "sent", "finished"]
+    assert DeliveryAuditEntry.objects.get(delivery=delivery, action="sent").actor == actor
+
+
+def test_track_clicks_off_keeps_personalized_original_urls(smtp_server, django_capture_on_commit_callbacks):
+    profile = ProfileFactory()
+    delivery = make_delivery([profile], track_clicks=False, track_opens=False)
+
+    send(delivery, django_capture_on_commit_callbacks)
+
+    [received] = smtp_server.to(profile.email)
+    html = received.get_body(("html",)).get_content()
+    hrefs = re.findall(r'href="([^"]+)"', html)
+    assert hrefs[:2] == ["https://shop.example.com/sale", f"https://shop.example.com/me?id={profile.pk}"]
+    assert urlsplit(hrefs[3]).path.startswith("/u/")
+    assert "/o/" not in html
+
+
+def test_smtp_errors_are_classified_and_bounces_recorded(smtp_server, django_capture_on_commit_callbacks):
+    ok, unknown, full = ProfileFactory.create_batch(3)
+    smtp_server.rejections = {
+        unknown.email: "550 5.1.1 <x>: Recipient address rejected: User unknown",
+        full.email: "452 4.2.2 Mailbox full",
+    }
+    delivery = make_delivery([ok, unknown, full])
+
+    delivery = send(delivery, django_capture_on_commit_callbacks)
+
+    assert (delivery.status, delivery.processed, delivery.success, delivery.errors) == (DeliveryStatus.FINISHED, 3, 1, 2)
+    by_profile = {m.profile_id: m for m in Message.objects.filter(delivery=delivery)}
+    assert (by_profile[unknown.pk].failure_type, by_profile[unknown.pk].failure_reason) == (FailureType.HARD, FailureReason.USER_UNKNOWN)
+    assert (by_profile[full.pk].failure_type, by_profile[full.pk].failure_reason) == (FailureType.SOFT, FailureReason.MAILBOX_FULL)
+    assert "5.1.1" in by_profile[unknown.pk].failure_detail
+    unknown.refresh_from_db()
+    full.refresh_from_db()
+    assert unknown.email_status == EmailStatus.QUARANTINED
+    assert (full.email_status, full.soft_bounce_count) == (EmailStatus.VALID, 1)
+    assert len(smtp_server.to(ok.email)) == 1
+
+
+def test_sending_twice_is_refused(smtp_server, django_capture_on_commit_callbacks):
+    delivery = make_delivery(ProfileFactory.create_batch(2))
+    send(delivery, django_capture_on_commit_callbacks)
+
+    with pytest.raises(TransitionNotAllowed):
+        services.delivery_send(delivery_id=delivery.pk)
+    assert len(smtp_server.received) == 2
+
+
+class WorkerKilled(BaseException):
+    """Stands for the process dying: nothing in Beacon catches it."""
+
+
+class DyingBackend(LocmemBackend):
+    """Hands `survive` messages over, then the worker dies while handing over the next one."""
+
+    def __init__(self, *args, survive: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.survive = survive
+
+    def send_messages(self, messages):
+        if len(mail.outbox) >= self.survive:
+            raise WorkerKilled()
+        return super().send_messages(messages)
+
+
+def test_killed_worker_never_sends_a_second_copy(settings):
+    profiles = ProfileFactory.create_batch(50)
+    delivery = make_delivery(profiles)
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    with pytest.raises(WorkerKilled):
+        services.delivery_send_batch(delivery_id=delivery.pk, task_id="task-1", batch_size=100, connection=DyingBackend(survive=25))
+    assert len(mail.outbox) == 25
+    # The redelivered task (same id) settles the uncertain messages, then carries on with the rest.
+    while services.delivery_send_batch(delivery_id=delivery.pk, task_id="task-1", connection=LocmemBackend()):
+        pass
+
+    recipients = [message.to[0] for message in mail.outbox]
+    assert sorted(recipients) == sorted(set(recipients))
+    messages = list(Message.objects.filter(delivery=delivery))
+    interrupted = [m for m in messages if m.failure_reason == FailureReason.INTERRUPTED]
+    sent = [m for m in messages if m.status == MessageStatus.SENT]
+    # The group in flight (the 26th message and the rest of its flush group) is uncertain.
+    assert 1 <= len(interrupted) <= services.SEND_FLUSH_SIZE
+    assert all(m.status == MessageStatus.FAILED and m.email not in recipients[25:] for m in interrupted)
+    assert len(sent) + len(interrupted) == 50
+    # Every address got exactly one copy, except uncertain ones, which got at most one (here: those
+    # handed over before the crash in the same group).
+    assert {m.email for m in sent} | {m.email for m in interrupted} == {p.email for p in profiles}
+    assert set(recipients) - {m.email for m in sent} <= {m.email for m in interrupted}
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.processed, delivery.success, delivery.errors) == (
+        DeliveryStatus.FINISHED, 50, len(sent), len(interrupted)
+    )
+
+
+class PausingBackend(LocmemBackend):
+    """Pauses (or cancels) the delivery from 'another request' after `after` messages."""
+
+    def __init__(self, *args, delivery_id: int, after: int, action, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delivery_id, self.after, self.action = delivery_id, after, action
+
+    def send_messages(self, messages):
+        sent = super().send_messages(messages)
+        if len(mail.outbox) == self.after:
+            self.action(delivery_id=self.delivery_id)
+        return sent
+
+
+def test_pause_and_resume_mid_send(django_capture_on_commit_callbacks):
+    delivery = make_delivery(ProfileFactory.create_batch(60))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    more = services.delivery_send_batch(
+        delivery_id=delivery.pk, task_id="t1",
+        connection=PausingBackend(delivery_id=delivery.pk, after=10, action=services.delivery_pause),
+    )
+
+    assert more is False
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PAUSED
+    assert len(mail.outbox) == services.SEND_FLUSH_SIZE  # the group in flight completes, no more
+    assert delivery.processed == services.SEND_FLUSH_SIZE
+    assert Message.objects.filter(delivery=delivery, status=MessageStatus.PENDING, claimed_by="").count() == 40
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.delivery_resume(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.processed, delivery.success) == (DeliveryStatus.FINISHED, 60, 60)
+    assert len({m.to[0] for m in mail.outbox}) == len(mail.outbox) == 60
+    assert [e.action for e in DeliveryAuditEntry.objects.filter(delivery=delivery)][-3:] == ["paused", "resumed", "finished"]
+
+
+def test_cancel_mid_send_stops_sending():
+    delivery = make_delivery(ProfileFactory.create_batch(60))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    services.delivery_send_batch(
+        delivery_id=delivery.pk, task_id="t1",
+        connection=PausingBackend(delivery_id=delivery.pk, after=5, action=services.delivery_cancel),
+    )
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.CANCELLED
+    assert len(mail.outbox) == services.SEND_FLUSH_SIZE
+    with pytest.raises(TransitionNotAllowed):
+        services.delivery_send(delivery_id=delivery.pk)
+    with pytest.raises(TransitionNotAllowed):
+        services.delivery_resume(delivery_id=delivery.pk)
+
+
+def test_proof_is_sent_personalized_and_not_counted(smtp_server):
+    first = ProfileFactory(first_name="Alice")
+    delivery = make_delivery([first, ProfileFactory()])
+    actor = UserFactory()
+
+    sent = services.delivery_proof(delivery_id=delivery.pk, emails=["boss@example.com", "qa@example.com"], actor=actor)
+
+    assert sent == 2
+    [proof] = smtp_server.to("boss@example.com")
+    assert proof["Subject"] == "[Proof] Hello Alice"
+    html = proof.get_body(("html",)).get_content()
+    assert f"https://shop.example.com/me?id={first.pk}" in html and "/r/" not in html and "/o/" not in html
+    delivery.refresh_from_db()
+    assert (delivery.processed, delivery.success) == (0, 0)
+    assert Message.objects.filter(delivery=delivery).count() == 2
+    entry = DeliveryAuditEntry.objects.get(delivery=delivery, action="proof")
+    assert entry.actor == actor and entry.details["emails"] == ["boss@example.com", "qa@example.com"]
