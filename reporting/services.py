@@ -12,6 +12,7 @@ Two ways fill the event rollups and they must agree number for number (a test ch
 Both hold the consolidation lock (a row lock on `ConsolidationState`), so they never interleave.
 """
 import datetime as dt
+import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -208,13 +209,23 @@ def _link_keys(url_id: int, url: tuple | None) -> list[tuple[str, str]]:
     ]
 
 
-def _click_sequence(rows: Iterable[tuple[str, dt.datetime | None]]) -> list[str]:
-    """A recipient's tracked URLs (keys) in the order of their first clicks; ties by key."""
-    return [key for key, at in sorted((row for row in rows if row[1] is not None), key=lambda r: (r[1], r[0]))]
+def _click_sequence(times: dict[int, dt.datetime | None]) -> list[int]:
+    """A recipient's tracked URLs in the order of their first clicks; ties by URL id."""
+    return [url_id for url_id, at in sorted(((u, t) for u, t in times.items() if t is not None), key=lambda r: (r[1], r[0]))]
 
 
-def _pairs(sequence: list[str]) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for a, b in zip(sequence, sequence[1:])]
+def _pairs(sequence: list[int]) -> list[tuple[int, int]]:
+    return list(zip(sequence, sequence[1:]))
+
+
+def _firsts_by_key(times: dict[int, dt.datetime | None], keys_of: dict[int, list], kind_index: int) -> dict[str, dt.datetime]:
+    """The first click per link key (URL, label or category) from the first clicks per URL."""
+    firsts: dict[str, dt.datetime] = {}
+    for url_id, at in times.items():
+        if at is not None:
+            key = keys_of[url_id][kind_index][1]
+            firsts[key] = _earliest(firsts.get(key), at)
+    return firsts
 
 
 def _apply_events(rows: list[tuple]) -> int:
@@ -235,7 +246,7 @@ def _apply_events(rows: list[tuple]) -> int:
 
     deltas = _Deltas()
     message_updates: dict[int, dict] = {}
-    link_updates: dict[tuple[int, str, str], dict] = {}
+    link_updates: dict[tuple[int, int], dict] = {}
     person_updates: dict[tuple[int, str], dict] = {}
     for _pk, event_type, logged_at, delivery_id, message_id, url_id, user_agent_id, browser_id, is_machine in rows:
         domain = domains.get(message_id, "")
@@ -282,8 +293,8 @@ def _apply_events(rows: list[tuple]) -> int:
             if not is_open:
                 firsts["first_click_at"] = _earliest(firsts.get("first_click_at"), logged_at)
                 firsts["first_human_click_at"] = _earliest(firsts.get("first_human_click_at"), human_at)
-                for kind, key in link_keys:
-                    link = link_updates.setdefault((message_id, kind, key), {"delivery_id": delivery_id})
+                if url_id is not None:
+                    link = link_updates.setdefault((message_id, url_id), {"delivery_id": delivery_id})
                     link["first_click_at"] = _earliest(link.get("first_click_at"), logged_at)
                     link["first_human_click_at"] = _earliest(link.get("first_human_click_at"), human_at)
         if not is_open:
@@ -294,10 +305,60 @@ def _apply_events(rows: list[tuple]) -> int:
                 person["human_domain"] = _smallest(person.get("human_domain"), None if is_machine else domain)
 
     _merge_messages(message_updates, deltas)
-    _merge_links(link_updates, deltas)
+    _merge_links(link_updates, urls, deltas)
     _merge_persons(person_updates, deltas)
     deltas.write()
     return len(rows)
+
+
+def _copy_text(value) -> str:
+    """A value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return str(value)
+
+
+def _write_rows(model: type[models.Model], key_fields: tuple[str, ...], fields: tuple[str, ...], rows: list[tuple]) -> None:
+    """Inserts rows (values of `fields`) or overwrites the row of the same key. Raw SQL: model instances
+    cost more than the whole merge; on PostgreSQL the rows go through COPY into a staging table, several
+    times faster than a long VALUES list."""
+    if not rows:
+        return
+    model_fields = [model._meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(f.column) for f in model_fields)
+    conflict = ", ".join(quote(model._meta.get_field(name).column) for name in key_fields)
+    updates = ", ".join(
+        f"{quote(f.column)} = excluded.{quote(f.column)}" for f in model_fields if f.name not in key_fields
+    )
+    upsert = f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    with connection.cursor() as cursor:
+        if _is_postgresql():
+            staging = quote(f"staging_{model._meta.db_table}")
+            cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA")
+            cursor.copy_expert(
+                f"COPY {staging} ({columns}) FROM STDIN",
+                io.StringIO("".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)),
+            )
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} {upsert}")
+            cursor.execute(f"DROP TABLE {staging}")
+            return
+        adapters = [
+            connection.ops.adapt_datetimefield_value if isinstance(f, models.DateTimeField) else None
+            for f in model_fields
+        ]
+        row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start:start + 1000]
+            params = []
+            for row in chunk:
+                params.extend(adapt(value) if adapt and value is not None else value for adapt, value in zip(adapters, row))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(chunk))} {upsert}", params)
 
 
 # (first-time column, humans_only, counter of the small tables)
@@ -308,142 +369,132 @@ MESSAGE_FIRSTS = (
     ("first_human_click_at", True, "distinct_clicks"),
 )
 MESSAGE_COUNTS = ("opens", "human_opens", "clicks", "human_clicks")
+MESSAGE_FIELDS = ("message_id", "delivery_id", "domain", *MESSAGE_COUNTS, *(column for column, _, _ in MESSAGE_FIRSTS))
 
 
 def _merge_messages(updates: dict[int, dict], deltas: _Deltas) -> None:
-    existing: dict[int, MessageRollup] = {}
-    for chunk in _chunks(updates):
-        existing.update((row.message_id, row) for row in MessageRollup.objects.filter(message_id__in=chunk))
+    existing: dict[int, dict] = {}
+    for chunk in _chunks(updates, 5000):
+        for values in MessageRollup.objects.filter(message_id__in=chunk).values_list(*MESSAGE_FIELDS):
+            existing[values[0]] = dict(zip(MESSAGE_FIELDS, values))
     merged = []
     for message_id, update in updates.items():
-        row = existing.get(message_id) or MessageRollup(
-            message_id=message_id, delivery_id=update["delivery_id"], domain=update["domain"]
-        )
+        row = existing.get(message_id)
+        if row is None:
+            row = dict.fromkeys(MESSAGE_FIELDS) | dict.fromkeys(MESSAGE_COUNTS, 0)
+            row |= {"message_id": message_id, "delivery_id": update["delivery_id"], "domain": update["domain"]}
+        counts = update["counts"]
         for name in MESSAGE_COUNTS:
-            setattr(row, name, getattr(row, name) + update["counts"][name])
+            row[name] += counts[name]
+        delivery_id = row["delivery_id"]
         for column, scope, counter in MESSAGE_FIRSTS:
-            old = getattr(row, column)
+            old = row[column]
             new = _earliest(old, update["first"].get(column))
             if new == old:
                 continue
-            setattr(row, column, new)
-            delivery_id = row.delivery_id
+            row[column] = new
             if old is None:
                 deltas.delivery[(delivery_id, scope)][counter] += 1
-                deltas.domain[(delivery_id, scope, row.domain)][counter] += 1
+                deltas.domain[(delivery_id, scope, row["domain"])][counter] += 1
             else:
                 deltas.bucket[(delivery_id, scope, half_hour_start(old))][counter] -= 1
             deltas.bucket[(delivery_id, scope, half_hour_start(new))][counter] += 1
-        merged.append(row)
-    MessageRollup.objects.bulk_create(
-        merged,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["message_id"],
-        update_fields=[*MESSAGE_COUNTS, *(column for column, _, _ in MESSAGE_FIRSTS)],
-    )
+        merged.append(tuple(row[name] for name in MESSAGE_FIELDS))
+    _write_rows(MessageRollup, ("message_id",), MESSAGE_FIELDS, merged)
 
 
 LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
+LINK_FIELDS = ("message_id", "tracked_url_id", "delivery_id", "first_click_at", "first_human_click_at")
 
 
-def _merge_links(updates: dict[tuple[int, str, str], dict], deltas: _Deltas) -> None:
-    message_ids = {message_id for message_id, _kind, _key in updates}
-    existing: dict[tuple[int, str, str], MessageLinkRollup] = {}
-    for chunk in _chunks(message_ids):
-        existing.update(
-            ((row.message_id, row.kind, row.key), row) for row in MessageLinkRollup.objects.filter(message_id__in=chunk)
+def _merge_links(updates: dict[tuple[int, int], dict], urls: dict[int, tuple], deltas: _Deltas) -> None:
+    """Merges first clicks per message and URL, then moves, for each message whose first clicks changed,
+    the distinct clicks of its URLs, labels and categories and its click-stream pairs."""
+    existing: dict[int, dict[int, list]] = defaultdict(dict)
+    for chunk in _chunks({message_id for message_id, _url_id in updates}, 5000):
+        for message_id, url_id, delivery_id, first, human_first in MessageLinkRollup.objects.filter(
+            message_id__in=chunk
+        ).values_list(*LINK_FIELDS):
+            existing[message_id][url_id] = [delivery_id, first, human_first]
+    known_urls = {url_id for rows in existing.values() for url_id in rows} | {url_id for _m, url_id in updates}
+    missing = known_urls - urls.keys()
+    urls = dict(urls)
+    for chunk in _chunks(missing):
+        urls.update(
+            (pk, rest) for pk, *rest in TrackedUrl.objects.filter(id__in=chunk).values_list("id", "mode", "label", "url", "category")
         )
-    before = {key: (row.first_click_at, row.first_human_click_at) for key, row in existing.items()}
+    keys_of = {url_id: _link_keys(url_id, urls.get(url_id)) for url_id in known_urls}
+    before = {message_id: {url_id: tuple(row) for url_id, row in rows.items()} for message_id, rows in existing.items()}
+
     changed = []
-    streams_touched: set[tuple[int, bool]] = set()
-    for (message_id, kind, key), update in updates.items():
-        row = existing.get((message_id, kind, key))
+    touched: set[int] = set()
+    for (message_id, url_id), update in updates.items():
+        row = existing[message_id].get(url_id)
         if row is None:
-            row = MessageLinkRollup(message_id=message_id, kind=kind, key=key, delivery_id=update["delivery_id"])
-            existing[(message_id, kind, key)] = row
-        moved = False
-        for column, scope in LINK_FIRSTS:
-            old = getattr(row, column)
-            new = _earliest(old, update.get(column))
-            if new == old:
+            row = existing[message_id][url_id] = [update["delivery_id"], None, None]
+        new_times = [_earliest(row[index], update.get(column)) for index, (column, _) in enumerate(LINK_FIRSTS, start=1)]
+        if new_times != row[1:]:
+            row[1:] = new_times
+            changed.append((message_id, url_id, *row))
+            touched.add(message_id)
+
+    for message_id in touched:
+        rows, old_rows = existing[message_id], before.get(message_id, {})
+        delivery_id = next(iter(rows.values()))[0]
+        for index, (_column, scope) in enumerate(LINK_FIRSTS, start=1):
+            old_times = {url_id: old_rows[url_id][index] if url_id in old_rows else None for url_id in rows}
+            new_times = {url_id: row[index] for url_id, row in rows.items()}
+            if old_times == new_times:
                 continue
-            moved = True
-            setattr(row, column, new)
-            if old is not None:
-                deltas.link[(row.delivery_id, scope, kind, key, utc_day(old))]["distinct_clicks"] -= 1
-            deltas.link[(row.delivery_id, scope, kind, key, utc_day(new))]["distinct_clicks"] += 1
-            if kind == LinkKind.URL:
-                streams_touched.add((message_id, scope))
-        if moved:
-            changed.append(row)
-
-    url_rows: dict[int, list[tuple[str, tuple, MessageLinkRollup]]] = defaultdict(list)
-    for (message_id, kind, key), row in existing.items():
-        if kind == LinkKind.URL:
-            url_rows[message_id].append((key, before.get((message_id, kind, key), (None, None)), row))
-    for message_id, scope in streams_touched:
-        index = 1 if scope else 0
-        column = LINK_FIRSTS[index][0]
-        entries = url_rows[message_id]
-        delivery_id = entries[0][2].delivery_id
-        old_sequence = _click_sequence((key, old_times[index]) for key, old_times, _row in entries)
-        new_sequence = _click_sequence((key, getattr(row, column)) for key, _old, row in entries)
-        for pair in _pairs(old_sequence):
-            deltas.stream[(delivery_id, scope, *pair)]["recipients"] -= 1
-        for pair in _pairs(new_sequence):
-            deltas.stream[(delivery_id, scope, *pair)]["recipients"] += 1
-
-    MessageLinkRollup.objects.bulk_create(
-        changed,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["message_id", "kind", "key"],
-        update_fields=[column for column, _ in LINK_FIRSTS],
-    )
+            for kind_index, kind in enumerate(LinkKind.values):
+                old_firsts = _firsts_by_key(old_times, keys_of, kind_index)
+                for key, new in _firsts_by_key(new_times, keys_of, kind_index).items():
+                    old = old_firsts.get(key)
+                    if new == old:
+                        continue
+                    if old is not None:
+                        deltas.link[(delivery_id, scope, kind, key, utc_day(old))]["distinct_clicks"] -= 1
+                    deltas.link[(delivery_id, scope, kind, key, utc_day(new))]["distinct_clicks"] += 1
+            for pair in _pairs(_click_sequence(old_times)):
+                deltas.stream[(delivery_id, scope, *pair)]["recipients"] -= 1
+            for pair in _pairs(_click_sequence(new_times)):
+                deltas.stream[(delivery_id, scope, *pair)]["recipients"] += 1
+    _write_rows(MessageLinkRollup, ("message_id", "tracked_url_id"), LINK_FIELDS, changed)
 
 
 PERSON_DOMAINS = (("domain", False), ("human_domain", True))
 
 
 def _merge_persons(updates: dict[tuple[int, str], dict], deltas: _Deltas) -> None:
-    existing: dict[tuple[int, str], PersonRollup] = {}
+    existing: dict[tuple[int, str], list] = {}
     by_delivery: dict[int, list[str]] = defaultdict(list)
     for delivery_id, person_key in updates:
         by_delivery[delivery_id].append(person_key)
     for delivery_id, keys in by_delivery.items():
-        for chunk in _chunks(keys):
-            existing.update(
-                ((row.delivery_id, row.person_key), row)
-                for row in PersonRollup.objects.filter(delivery_id=delivery_id, person_key__in=chunk)
-            )
+        for chunk in _chunks(keys, 5000):
+            for person_key, domain, human_domain in PersonRollup.objects.filter(
+                delivery_id=delivery_id, person_key__in=chunk
+            ).values_list("person_key", "domain", "human_domain"):
+                existing[(delivery_id, person_key)] = [domain, human_domain]
     changed = []
     for (delivery_id, person_key), update in updates.items():
-        row = existing.get((delivery_id, person_key)) or PersonRollup(
-            delivery_id=delivery_id, person_key=person_key, domain=None, human_domain=None
-        )
+        row = existing.get((delivery_id, person_key)) or [None, None]
         moved = False
-        for column, scope in PERSON_DOMAINS:
-            old = getattr(row, column)
+        for index, (column, scope) in enumerate(PERSON_DOMAINS):
+            old = row[index]
             new = _smallest(old, update[column])
             if new == old:
                 continue
             moved = True
-            setattr(row, column, new)
+            row[index] = new
             if old is None:
                 deltas.delivery[(delivery_id, scope)]["persons"] += 1
             else:
                 deltas.domain[(delivery_id, scope, old)]["persons"] -= 1
             deltas.domain[(delivery_id, scope, new)]["persons"] += 1
         if moved:
-            changed.append(row)
-    PersonRollup.objects.bulk_create(
-        changed,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["delivery", "person_key"],
-        update_fields=["domain", "human_domain"],
-    )
+            changed.append((delivery_id, person_key, *row))
+    _write_rows(PersonRollup, ("delivery", "person_key"), ("delivery", "person_key", "domain", "human_domain"), changed)
 
 
 def _split_gaps(gaps: list[ConsolidationGap], found_ids: list[int]) -> None:
@@ -562,15 +613,13 @@ def _as_date(value) -> dt.date:
     return parse_date(value) if isinstance(value, str) else value
 
 
-EVENTS_FROM = (
-    "FROM tracking_trackingevent e "
-    "LEFT JOIN deliveries_message m ON m.id = e.message_id "
-    "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
-)
 IS_CLICK = "(e.type = 'click' AND (u.mode IS NULL OR u.mode NOT IN ('opt_out', 'mirror')))"
-HUMAN = "NOT e.is_machine"
+HUMAN = "NOT is_machine"
 LABEL_KEY = f"substr(COALESCE(NULLIF(u.label, ''), u.url, ''), 1, {KEY_LENGTH})"
 CATEGORY_KEY = f"substr(COALESCE(u.category, ''), 1, {KEY_LENGTH})"
+# The delivery's consolidated events, read once with their recipient domain and whether they count as
+# a click; every rollup is then built from this narrow table.
+RECOMPUTE_EVENTS = "reporting_recompute_events"
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
@@ -579,7 +628,7 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _execute(sql: str, params: list) -> None:
+def _execute(sql: str, params: list | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -587,80 +636,92 @@ def _execute(sql: str, params: list) -> None:
 def _rebuild_event_rollups(delivery_id: int) -> None:
     for model in EVENT_ROLLUPS:
         model.objects.filter(delivery_id=delivery_id).delete()
-    domain = _sql_domain("m.email")
+    if _is_postgresql():
+        # Large hash aggregates in memory rather than spilled to disk; this transaction only.
+        _execute("SET LOCAL work_mem = '256MB'")
+    _execute(f"DROP TABLE IF EXISTS {RECOMPUTE_EVENTS}")
+    _execute(
+        f"CREATE TEMPORARY TABLE {RECOMPUTE_EVENTS} AS "
+        f"SELECT e.message_id, e.type, e.logged_at, e.is_machine, e.tracked_url_id, e.user_agent_id, e.browser_id, "
+        f"{_sql_domain('m.email')} AS domain, CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END AS is_click "
+        "FROM tracking_trackingevent e "
+        "LEFT JOIN deliveries_message m ON m.id = e.message_id "
+        "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
+        "WHERE e.delivery_id = %s AND e.type IN ('open', 'click', 'opt_out', 'mirror')",
+        [delivery_id],
+    )
+    events = RECOMPUTE_EVENTS
     d = [delivery_id]
     _execute(
         "INSERT INTO reporting_messagerollup (message_id, delivery_id, domain, opens, human_opens, clicks, "
         "human_clicks, first_open_at, first_human_open_at, first_click_at, first_human_click_at) "
-        f"SELECT e.message_id, %s, MAX({domain}), "
-        "SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN e.type = 'open' AND {HUMAN} THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} AND {HUMAN} THEN 1 ELSE 0 END), "
-        f"MIN(e.logged_at), MIN(CASE WHEN {HUMAN} THEN e.logged_at END), "
-        f"MIN(CASE WHEN {IS_CLICK} THEN e.logged_at END), MIN(CASE WHEN {IS_CLICK} AND {HUMAN} THEN e.logged_at END) "
-        f"{EVENTS_FROM} WHERE e.delivery_id = %s AND e.message_id IS NOT NULL AND (e.type = 'open' OR {IS_CLICK}) "
-        "GROUP BY e.message_id",
-        d + d,
+        "SELECT message_id, %s, MAX(domain), "
+        "SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN type = 'open' AND {HUMAN} THEN 1 ELSE 0 END), "
+        "SUM(is_click), "
+        f"SUM(CASE WHEN is_click = 1 AND {HUMAN} THEN 1 ELSE 0 END), "
+        f"MIN(logged_at), MIN(CASE WHEN {HUMAN} THEN logged_at END), "
+        f"MIN(CASE WHEN is_click = 1 THEN logged_at END), MIN(CASE WHEN is_click = 1 AND {HUMAN} THEN logged_at END) "
+        f"FROM {events} WHERE message_id IS NOT NULL AND (type = 'open' OR is_click = 1) GROUP BY message_id",
+        d,
     )
-    for kind, key in (
-        (LinkKind.URL, "CAST(e.tracked_url_id AS VARCHAR(20))"),
-        (LinkKind.LABEL, LABEL_KEY),
-        (LinkKind.CATEGORY, CATEGORY_KEY),
-    ):
-        _execute(
-            "INSERT INTO reporting_messagelinkrollup (message_id, kind, key, delivery_id, first_click_at, "
-            "first_human_click_at) "
-            f"SELECT e.message_id, %s, {key}, %s, MIN(e.logged_at), MIN(CASE WHEN {HUMAN} THEN e.logged_at END) "
-            f"{EVENTS_FROM} WHERE e.delivery_id = %s AND e.message_id IS NOT NULL AND e.tracked_url_id IS NOT NULL "
-            f"AND {IS_CLICK} GROUP BY e.message_id, {key}",
-            [kind.value, delivery_id, delivery_id],
-        )
-    person_key = "COALESCE(NULLIF(e.browser_id, ''), 'm' || CAST(e.message_id AS VARCHAR(20)))"
+    _execute(
+        "INSERT INTO reporting_messagelinkrollup (message_id, tracked_url_id, delivery_id, first_click_at, "
+        "first_human_click_at) "
+        f"SELECT message_id, tracked_url_id, %s, MIN(logged_at), MIN(CASE WHEN {HUMAN} THEN logged_at END) "
+        f"FROM {events} WHERE message_id IS NOT NULL AND tracked_url_id IS NOT NULL AND is_click = 1 "
+        "GROUP BY message_id, tracked_url_id",
+        d,
+    )
+    person_key = "COALESCE(NULLIF(browser_id, ''), 'm' || CAST(message_id AS VARCHAR(20)))"
     _execute(
         "INSERT INTO reporting_personrollup (delivery_id, person_key, domain, human_domain) "
-        f"SELECT %s, person_key, MIN({_sql_binary('dom')}), MIN({_sql_binary(f'CASE WHEN NOT is_machine THEN dom END')}) "
-        f"FROM (SELECT {person_key} AS person_key, {domain} AS dom, e.is_machine {EVENTS_FROM} "
-        f"WHERE e.delivery_id = %s AND {IS_CLICK}) clicks WHERE person_key IS NOT NULL GROUP BY person_key",
-        d + d,
+        f"SELECT %s, {person_key}, MIN({_sql_binary('domain')}), MIN({_sql_binary(f'CASE WHEN {HUMAN} THEN domain END')}) "
+        f"FROM {events} WHERE is_click = 1 AND {person_key} IS NOT NULL GROUP BY {person_key}",
+        d,
     )
 
     deltas = _Deltas()
     for is_machine, dom, opens, clicks, opt_outs, mirrors in _fetch(
-        f"SELECT e.is_machine, {domain} AS dom, SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END), SUM(CASE WHEN e.type = 'opt_out' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN e.type = 'mirror' THEN 1 ELSE 0 END) {EVENTS_FROM} WHERE e.delivery_id = %s "
-        "GROUP BY e.is_machine, dom",
-        d,
+        "SELECT is_machine, domain, SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), SUM(is_click), "
+        "SUM(CASE WHEN type = 'opt_out' THEN 1 ELSE 0 END), SUM(CASE WHEN type = 'mirror' THEN 1 ELSE 0 END) "
+        f"FROM {events} GROUP BY is_machine, domain",
+        [],
     ):
         counts = Counter(opens=opens, clicks=clicks, opt_outs=opt_outs, mirror_page_views=mirrors)
         for scope in scopes_of(bool(is_machine)):
             deltas.delivery[(delivery_id, scope)].update(counts)
             deltas.domain[(delivery_id, scope, dom)].update(counts)
     for is_machine, bucket, opens, clicks in _fetch(
-        f"SELECT e.is_machine, {_sql_half_hour('e.logged_at')} AS bucket, "
-        f"SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END) "
-        f"{EVENTS_FROM} WHERE e.delivery_id = %s AND (e.type = 'open' OR {IS_CLICK}) GROUP BY e.is_machine, bucket",
-        d,
+        f"SELECT is_machine, {_sql_half_hour('logged_at')} AS bucket, SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), "
+        f"SUM(is_click) FROM {events} WHERE type = 'open' OR is_click = 1 GROUP BY is_machine, bucket",
+        [],
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.bucket[(delivery_id, scope, _as_datetime(bucket))].update(Counter(opens=opens, clicks=clicks))
     for is_machine, user_agent_id, opens in _fetch(
-        "SELECT e.is_machine, COALESCE(e.user_agent_id, 0) AS ua, COUNT(*) FROM tracking_trackingevent e "
-        "WHERE e.delivery_id = %s AND e.type = 'open' GROUP BY e.is_machine, ua",
-        d,
+        f"SELECT is_machine, COALESCE(user_agent_id, 0) AS ua, COUNT(*) FROM {events} WHERE type = 'open' "
+        "GROUP BY is_machine, ua",
+        [],
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.user_agent[(delivery_id, scope, user_agent_id)]["opens"] += opens
-    for is_machine, url_id, label, category, day, clicks in _fetch(
-        f"SELECT e.is_machine, e.tracked_url_id, MAX({LABEL_KEY}), MAX({CATEGORY_KEY}), {_sql_day('e.logged_at')} AS day, "
-        f"COUNT(*) {EVENTS_FROM} WHERE e.delivery_id = %s AND e.tracked_url_id IS NOT NULL AND {IS_CLICK} "
-        "GROUP BY e.is_machine, e.tracked_url_id, day",
-        d,
+    urls = {
+        pk: (mode, label, address, category)
+        for pk, mode, label, address, category in TrackedUrl.objects.filter(delivery_id=delivery_id).values_list(
+            "id", "mode", "label", "url", "category"
+        )
+    }
+    for is_machine, url_id, day, clicks in _fetch(
+        f"SELECT is_machine, tracked_url_id, {_sql_day('logged_at')} AS day, COUNT(*) FROM {events} "
+        "WHERE tracked_url_id IS NOT NULL AND is_click = 1 GROUP BY is_machine, tracked_url_id, day",
+        [],
     ):
         for scope in scopes_of(bool(is_machine)):
-            for kind, key in ((LinkKind.URL, str(url_id)), (LinkKind.LABEL, label), (LinkKind.CATEGORY, category)):
+            for kind, key in _link_keys(url_id, urls.get(url_id)):
                 deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["clicks"] += clicks
+    _execute(f"DROP TABLE {RECOMPUTE_EVENTS}")
+
     for column, scope, counter in MESSAGE_FIRSTS:
         for dom, bucket, recipients in _fetch(
             f"SELECT domain, {_sql_half_hour(column)} AS bucket, COUNT(*) FROM reporting_messagerollup "
@@ -670,21 +731,29 @@ def _rebuild_event_rollups(delivery_id: int) -> None:
             deltas.delivery[(delivery_id, scope)][counter] += recipients
             deltas.domain[(delivery_id, scope, dom)][counter] += recipients
             deltas.bucket[(delivery_id, scope, _as_datetime(bucket))][counter] += recipients
+    link_keys = {url_id: _link_keys(url_id, urls.get(url_id)) for url_id in urls}
     for column, scope in LINK_FIRSTS:
-        for kind, key, day, recipients in _fetch(
-            f"SELECT kind, key, {_sql_day(column)} AS day, COUNT(*) FROM reporting_messagelinkrollup "
-            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY kind, key, day",
+        # First click per message and label/category: the earliest over the message's URLs in it.
+        firsts: Counter = Counter()
+        for url_id, day, recipients in _fetch(
+            f"SELECT tracked_url_id, {_sql_day(column)} AS day, COUNT(*) FROM reporting_messagelinkrollup "
+            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY tracked_url_id, day",
             d,
         ):
-            deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["distinct_clicks"] += recipients
-        for from_key, to_key, recipients in _fetch(
-            f"SELECT from_key, to_key, COUNT(*) FROM (SELECT key AS from_key, LEAD(key) OVER "
-            f"(PARTITION BY message_id ORDER BY {column}, {_sql_binary('key')}) AS to_key "
-            f"FROM reporting_messagelinkrollup WHERE delivery_id = %s AND kind = 'url' AND {column} IS NOT NULL) "
-            "pairs WHERE to_key IS NOT NULL GROUP BY from_key, to_key",
+            firsts[(LinkKind.URL.value, str(url_id), _as_date(day))] += recipients
+        for kind_index, kind in ((1, LinkKind.LABEL), (2, LinkKind.CATEGORY)):
+            for key, day, recipients in _fetch_group_firsts(delivery_id, column, link_keys, kind_index):
+                firsts[(kind.value, key, day)] += recipients
+        for (kind, key, day), recipients in firsts.items():
+            deltas.link[(delivery_id, scope, kind, key, day)]["distinct_clicks"] += recipients
+        for from_url, to_url, recipients in _fetch(
+            f"SELECT from_url, to_url, COUNT(*) FROM (SELECT tracked_url_id AS from_url, LEAD(tracked_url_id) OVER "
+            f"(PARTITION BY message_id ORDER BY {column}, tracked_url_id) AS to_url "
+            f"FROM reporting_messagelinkrollup WHERE delivery_id = %s AND {column} IS NOT NULL) "
+            "pairs WHERE to_url IS NOT NULL GROUP BY from_url, to_url",
             d,
         ):
-            deltas.stream[(delivery_id, scope, int(from_key), int(to_key))]["recipients"] += recipients
+            deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += recipients
     for column, scope in PERSON_DOMAINS:
         for dom, persons in _fetch(
             f"SELECT {column}, COUNT(*) FROM reporting_personrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
@@ -694,6 +763,28 @@ def _rebuild_event_rollups(delivery_id: int) -> None:
             deltas.delivery[(delivery_id, scope)]["persons"] += persons
             deltas.domain[(delivery_id, scope, dom)]["persons"] += persons
     deltas.write()
+
+
+def _fetch_group_firsts(delivery_id: int, column: str, link_keys: dict[int, list], kind_index: int) -> list[tuple]:
+    """(key, day, recipients) of first clicks per label or category, for the URLs grouped under keys.
+
+    URLs no longer in the delivery (deleted) fall under the empty key, as in consolidation.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for url_id, keys in link_keys.items():
+        groups[keys[kind_index][1]].append(url_id)
+    # Each URL's group as a CASE over ids: the delivery has few links.
+    cases = " ".join(
+        f"WHEN tracked_url_id IN ({', '.join(str(url_id) for url_id in ids)}) THEN %s" for ids in groups.values()
+    )
+    group_expression = f"CASE {cases} ELSE '' END" if groups else "''"
+    rows = _fetch(
+        f"SELECT group_key, {_sql_day('first_at')} AS day, COUNT(*) FROM (SELECT message_id, {group_expression} AS group_key, "
+        f"MIN({column}) AS first_at FROM reporting_messagelinkrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
+        "GROUP BY message_id, group_key) firsts GROUP BY group_key, day",
+        [*groups.keys(), delivery_id],
+    )
+    return [(key, _as_date(day), recipients) for key, day, recipients in rows]
 
 
 def delivery_recompute(*, delivery_id: int) -> Delivery:
