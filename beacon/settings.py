@@ -185,3 +185,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Tracking: event stream, machine detection ---
+# The Redis holding the event stream: REDIS_URL unless set apart; empty means events are written directly.
+BEACON_EVENT_REDIS_URL = os.environ.get("BEACON_EVENT_REDIS_URL", REDIS_URL)
+BEACON_EVENT_STREAM = os.environ.get("BEACON_EVENT_STREAM", "beacon:events")
+BEACON_EVENT_GROUP = os.environ.get("BEACON_EVENT_GROUP", "beacon-ingest")
+# Pending stream entries idle this long belong to a dead consumer and are reclaimed by a live one.
+BEACON_STREAM_RECLAIM_IDLE_MS = int(os.environ.get("BEACON_STREAM_RECLAIM_IDLE_MS", "60000"))
+BEACON_MACHINE_CLICK_SECONDS = int(os.environ.get("BEACON_MACHINE_CLICK_SECONDS", "10"))
+# Behind a reverse proxy that sets X-Forwarded-For, the client's address is its last entry.
+BEACON_TRUST_X_FORWARDED_FOR = env_bool("BEACON_TRUST_X_FORWARDED_FOR", default=False)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "tracking-consume-events": {"task": "tracking.consume_events", "schedule": 5.0},
+        "tracking-replay-spool": {"task": "tracking.replay_spool", "schedule": 60.0},
+        "tracking-parse-user-agents": {"task": "tracking.parse_user_agents", "schedule": 60.0},
+    }
+)

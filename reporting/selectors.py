@@ -506,6 +506,7 @@ def delivery_progress(*, delivery: Delivery) -> dict:
     return {
         "id": delivery.pk,
         "status": delivery.status,
+        "status_display": delivery.get_status_display(),
         "to_deliver": delivery.to_deliver,
         "processed": delivery.processed,
         "success": delivery.success,

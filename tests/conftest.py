@@ -43,3 +43,15 @@ def api_client(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _tracking_direct_and_fresh(settings):
+    """Tracking events are written directly (tests that test the stream point it at their own Redis),
+    and tracking's per-process caches start empty: tests roll rows back, so ids get reused."""
+    from tracking.ingest import reset_process_state
+
+    settings.BEACON_EVENT_REDIS_URL = ""
+    reset_process_state()
+    yield
+    reset_process_state()

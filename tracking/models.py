@@ -9,6 +9,8 @@ class TrackingMode(models.TextChoices):
     NOT_TRACKED = "not_tracked", "Not tracked"
     OPT_OUT = "opt_out", "Opt-out"
     MIRROR = "mirror", "Mirror page"
+    # A link no human sees (hidden in the HTML); any click on it is a machine's. See tracking.machine.
+    HONEYPOT = "honeypot", "Honeypot (hidden)"
 
 
 class TrackedUrl(models.Model):

@@ -1,0 +1,284 @@
+"""The marketer's pages: the delivery dashboard and a delivery's tabs (Summary, Delivery log, Tracking,
+Reports, Audit), report CSV downloads, and the sandboxed hot-clicks document."""
+from bs4 import BeautifulSoup
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_POST
+
+from beacon.exceptions import NotFound, ServiceError
+from deliveries.models import DeliveryStatus, Message, MessageStatus
+from reporting import charts, selectors
+from reporting.api import table_csv
+from reporting.services import delivery_recompute
+from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
+from tracking.tokens import Purpose, make_token, tracking_url
+
+# Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
+# images; it can be framed by Beacon's own pages only.
+HOT_CLICKS_CSP = (
+    "sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+    "font-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+TABS = (("summary", "Summary"), ("log", "Delivery log"), ("tracking", "Tracking"), ("reports", "Reports"), ("audit", "Audit"))
+REPORT_TITLES = {
+    "summary": "Delivery summary",
+    "indicators": "Tracking indicators",
+    "statistics": "Tracking statistics",
+    "urls": "URLs and click streams",
+    "hot-clicks": "Hot clicks",
+    "opens-breakdown": "Breakdown of opens",
+    "bounces": "Non-deliverables and bounces",
+    "throughput": "Delivery throughput",
+}
+
+
+def _delivery_or_404(delivery_id: int):
+    try:
+        return selectors.delivery_get(delivery_id=delivery_id)
+    except NotFound:
+        raise Http404("No such delivery.") from None
+
+
+def _humans_only(request: HttpRequest) -> bool:
+    return request.GET.get("machine") != "include"
+
+
+def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict) -> HttpResponse:
+    return render(
+        request,
+        template,
+        {"delivery": delivery, "tabs": TABS, "tab": tab, "progress": selectors.delivery_progress(delivery=delivery)} | context,
+    )
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    deliveries = [
+        {"delivery": delivery, "progress": selectors.delivery_progress(delivery=delivery)}
+        for delivery in selectors.deliveries_list()
+    ]
+    return render(request, "reporting/dashboard.html", {"deliveries": deliveries, "live_statuses": [DeliveryStatus.SENDING]})
+
+
+@login_required
+def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
+    return JsonResponse(selectors.delivery_progress(delivery=_delivery_or_404(delivery_id)))
+
+
+@login_required
+def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    humans_only = _humans_only(request)
+    summary = selectors.report_summary(delivery=delivery)
+    indicators = selectors.report_indicators(delivery=delivery, humans_only=humans_only)
+    statistics = selectors.report_statistics(delivery=delivery, humans_only=humans_only, params={"granularity": "hour"})
+    return _tab(request, delivery, "summary", "reporting/delivery_summary.html", {
+        "summary": summary,
+        "indicators": indicators,
+        "humans_only": humans_only,
+        "chart": _time_chart(statistics),
+    })
+
+
+def _time_chart(statistics: dict):
+    if not statistics["series"]:
+        return None
+    return charts.column_chart(
+        [row["start"].strftime("%d %H:%M") for row in statistics["series"]],
+        [("Opens", [row["opens"] for row in statistics["series"]]), ("Clicks", [row["clicks"] for row in statistics["series"]])],
+        title="Opens and clicks over time",
+    )
+
+
+@login_required
+def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    status = request.GET.get("status", "")
+    if status not in MessageStatus.values:
+        status = ""
+    page = Paginator(selectors.delivery_messages(delivery_id=delivery.pk, status=status), 50).get_page(request.GET.get("page"))
+    mirror = TrackedUrl.objects.filter(delivery_id=delivery.pk, mode=TrackingMode.MIRROR).order_by("id").first()
+    rows = [
+        {
+            "message": message,
+            "mirror_url": tracking_url("m", make_token(Purpose.MIRROR, message.pk, mirror.pk))
+            if mirror and message.status == MessageStatus.SENT else "",
+        }
+        for message in page.object_list
+    ]
+    return _tab(request, delivery, "log", "reporting/delivery_log.html", {
+        "page": page, "rows": rows, "status": status, "statuses": MessageStatus.choices,
+        "pager_query": f"&status={status}" if status else "",
+    })
+
+
+@login_required
+def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    event_type = request.GET.get("type", "")
+    if event_type not in EventType.values:
+        event_type = ""
+    page = Paginator(selectors.delivery_events(delivery_id=delivery.pk, event_type=event_type), 50).get_page(request.GET.get("page"))
+    events = list(page.object_list)
+    emails = dict(Message.objects.filter(id__in={e.message_id for e in events if e.message_id}).values_list("id", "email"))
+    urls = {url.pk: url for url in TrackedUrl.objects.filter(id__in={e.tracked_url_id for e in events if e.tracked_url_id})}
+    agents = {ua.pk: ua for ua in UserAgent.objects.filter(id__in={e.user_agent_id for e in events if e.user_agent_id})}
+    rows = [
+        {
+            "event": event,
+            "email": emails.get(event.message_id, ""),
+            "url": urls.get(event.tracked_url_id),
+            "user_agent": agents.get(event.user_agent_id),
+        }
+        for event in events
+    ]
+    return _tab(request, delivery, "tracking", "reporting/delivery_tracking.html", {
+        "page": page, "rows": rows, "event_type": event_type, "event_types": EventType.choices,
+        "pager_query": f"&type={event_type}" if event_type else "",
+    })
+
+
+@login_required
+def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    return _tab(request, delivery, "audit", "reporting/delivery_audit.html", {
+        "entries": selectors.delivery_audit(delivery_id=delivery.pk),
+    })
+
+
+@login_required
+def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    name = request.GET.get("report") or "indicators"
+    if name not in selectors.REPORTS:
+        raise Http404("No such report.")
+    humans_only = _humans_only(request)
+    try:
+        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only, params=request.GET)
+    except ValidationError as error:
+        messages.error(request, "; ".join(f"{field}: {' '.join(errors)}" for field, errors in error.message_dict.items()))
+        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only)
+    query = request.GET.copy()
+    query.pop("machine", None)
+    query["report"] = name
+    return _tab(request, delivery, "reports", "reporting/delivery_reports.html", {
+        "report": name,
+        "report_titles": REPORT_TITLES,
+        "report_title": REPORT_TITLES[name],
+        "granularities": list(selectors.GRANULARITIES),
+        "group_bys": ["url", "label", "category"],
+        "time_to": [
+            (row["percent"], duration_text(row["opens_seconds"]), duration_text(row["clicks_seconds"]))
+            for row in data.get("time_to", [])
+        ],
+        "breakdown": [
+            (title, data[scope]["total_opens"], [(facet, data[scope][facet]) for facet in ("os", "device", "browser")])
+            for scope, title in (("all", "All devices"), ("mobile", "Mobile devices (phones and tablets)"))
+        ] if name == "opens-breakdown" else [],
+        "data": data,
+        "humans_only": humans_only,
+        "query": query.urlencode(),
+        "csv_query": request.GET.urlencode(),
+        "charts": _report_charts(name, data),
+    })
+
+
+def duration_text(seconds: int | None) -> str:
+    if seconds is None:
+        return "–"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+def _report_charts(name: str, data: dict) -> list:
+    if name == "statistics":
+        chart = _time_chart(data)
+        return [chart] if chart else []
+    if name == "opens-breakdown":
+        return [
+            charts.bar_list([(row["name"], row["opens"]) for row in data[scope][facet]], title=f"Opens by {facet} ({scope})")
+            for scope in ("all", "mobile")
+            for facet in ("os", "device", "browser")
+            if data[scope][facet]
+        ]
+    if name == "throughput" and data["hours"]:
+        return [charts.column_chart(
+            [row["hour"].strftime("%d %H:00") for row in data["hours"]],
+            [("Success", [row["success"] for row in data["hours"]]), ("Errors", [row["errors"] for row in data["hours"]])],
+            title="Messages per hour",
+        )]
+    if name == "urls" and data["links"]:
+        return [charts.bar_list([(row["name"], row["clicks"]) for row in data["links"][:15]], title="Clicks per link")]
+    if name == "bounces" and data["by_reason"]:
+        return [charts.bar_list([(row["failure_reason"] or row["failure_type"], row["messages"]) for row in data["by_reason"]], title="Errors by reason")]
+    return []
+
+
+@login_required
+def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    if name not in selectors.REPORTS:
+        raise Http404("No such report.")
+    try:
+        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=_humans_only(request), params=request.GET)
+    except ValidationError as error:
+        return HttpResponse("; ".join(error.messages), status=400, content_type="text/plain")
+    header, rows = selectors.report_table(name, data)
+    response = HttpResponse(table_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="delivery-{delivery.pk}-{name}.csv"'
+    return response
+
+
+@login_required
+@require_POST
+def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    try:
+        delivery_recompute(delivery_id=delivery_id)
+    except NotFound:
+        raise Http404("No such delivery.") from None
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Delivery and tracking indicators recomputed.")
+    return redirect("reporting:delivery-summary", delivery_id=delivery_id)
+
+
+def hot_clicks_document(html: str, links: list[dict]) -> str:
+    """The delivery's HTML with each link's share of clicks shown beside it.
+
+    Links are matched to tracked URLs by their position among the `<a href>` of the HTML, else by URL.
+    """
+    soup = BeautifulSoup(html or "<p>This delivery has no HTML content.</p>", "html.parser")
+    by_position = {link["position"]: link for link in links}
+    by_url = {link["url"]: link for link in links}
+    for position, anchor in enumerate(soup.find_all("a", href=True)):
+        link = by_position.get(position) or by_url.get(anchor["href"])
+        if link is None:
+            continue
+        badge = soup.new_tag("span")
+        badge["style"] = (
+            "display:inline-block;margin-left:4px;padding:1px 6px;border-radius:9px;background:#e07b24;"
+            "color:#fff;font:bold 12px sans-serif;vertical-align:middle"
+        )
+        badge.string = f"{link['share'] or 0:g}% ({link['clicks']})"
+        anchor["style"] = (anchor.get("style", "") + ";outline:2px solid #e07b24").lstrip(";")
+        anchor.insert_after(badge)
+    return str(soup)
+
+
+@login_required
+@xframe_options_sameorigin
+def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = _delivery_or_404(delivery_id)
+    data = selectors.report_hot_clicks(delivery=delivery, humans_only=_humans_only(request))
+    response = HttpResponse(hot_clicks_document(delivery.html, data["links"]), content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = HOT_CLICKS_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,32 @@
+// Live progress of deliveries being sent: polls each one's progress and updates its bar and counters.
+(function () {
+  "use strict";
+  var POLL_MS = 3000;
+
+  function update(bar, data) {
+    var scope = bar.closest("[data-delivery]") || document;
+    bar.querySelector(".progress-bar").style.width = data.percent + "%";
+    ["processed", "to_deliver", "success", "errors"].forEach(function (name) {
+      scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = data[name]; });
+    });
+    scope.querySelectorAll('[data-field="status"]').forEach(function (el) {
+      el.textContent = data.status_display;
+      el.className = "status status-" + data.status;
+    });
+  }
+
+  function poll(bar) {
+    fetch(bar.dataset.progressUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        update(bar, data);
+        if (data.status === "sending") { setTimeout(function () { poll(bar); }, POLL_MS); }
+      })
+      .catch(function () { setTimeout(function () { poll(bar); }, POLL_MS * 3); });
+  }
+
+  document.querySelectorAll(".progress[data-live='1']").forEach(function (bar) {
+    setTimeout(function () { poll(bar); }, POLL_MS);
+  });
+})();

@@ -1,0 +1,122 @@
+"""The marketer pages, through HTTP with a logged-in session."""
+import pytest
+from django.test import Client
+
+from deliveries.models import DeliveryAuditEntry, DeliveryStatus, MessageStatus
+from reporting.services import reports_refresh
+from tests.factories import DeliveryFactory, TrackedUrlFactory
+from tracking.models import TrackingMode
+from tracking.tokens import Purpose, read_token
+
+
+@pytest.fixture
+def browser(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def consolidated(scenario):
+    reports_refresh()
+    return scenario
+
+
+def page(scenario, suffix: str = "") -> str:
+    return f"/deliveries/{scenario.delivery.pk}/{suffix}"
+
+
+def test_pages_need_a_login(consolidated):
+    response = Client().get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert Client().get(page(consolidated, "hot-clicks/frame/")).status_code == 302
+
+
+def test_dashboard_lists_deliveries_with_live_progress(browser, consolidated):
+    sending = DeliveryFactory(label="Going out", status=DeliveryStatus.SENDING, to_deliver=200, processed=50)
+    html = browser.get("/").content.decode()
+    assert consolidated.delivery.label in html and "Going out" in html
+    assert f'data-progress-url="/deliveries/{sending.pk}/progress/" data-live="1"' in html
+    assert 'style="width: 25%"' in html
+    assert "/static/reporting/progress.js" in html
+    progress = browser.get(f"/deliveries/{sending.pk}/progress/").json()
+    assert (progress["status"], progress["processed"], progress["to_deliver"], progress["percent"]) == ("sending", 50, 200, 25.0)
+
+
+def test_summary_tab(browser, consolidated):
+    html = browser.get(page(consolidated)).content.decode()
+    assert "Initial population" in html and "<svg" in html
+    assert "Recompute delivery and tracking indicators" in html
+
+
+def test_delivery_log_filters_and_links_mirror_pages(browser, consolidated):
+    mirror = TrackedUrlFactory(delivery=consolidated.delivery, mode=TrackingMode.MIRROR, position=None)
+    response = browser.get(page(consolidated, "log/"), {"status": MessageStatus.FAILED})
+    html = response.content.decode()
+    assert "person8@b.example" in html and "person1@a.example" not in html
+    html = browser.get(page(consolidated, "log/")).content.decode()
+    token = html.split('href="http://127.0.0.1:8000/m/')[1].split('"')[0]
+    data = read_token(token, Purpose.MIRROR)
+    assert (data.message_id, data.url_id) == (consolidated.messages[1].pk, mirror.pk)
+
+
+def test_tracking_tab_lists_events(browser, consolidated):
+    html = browser.get(page(consolidated, "tracking/"), {"type": "click"}).content.decode()
+    assert "person7@b.example" in html and "Sale" in html and "yes (scanner)" in html
+    assert "Mirror page</td>" not in html
+
+
+def test_audit_tab(browser, consolidated, user):
+    DeliveryAuditEntry.objects.create(delivery=consolidated.delivery, action="paused", actor=user)
+    html = browser.get(page(consolidated, "audit/")).content.decode()
+    assert "paused" in html and user.username in html
+
+
+@pytest.mark.parametrize("report", ["summary", "indicators", "statistics", "urls", "hot-clicks", "opens-breakdown", "bounces", "throughput"])
+def test_reports_tab_shows_every_report_with_csv_and_switch(browser, consolidated, report):
+    response = browser.get(page(consolidated, "reports/"), {"report": report, "machine": "include"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"/deliveries/{consolidated.delivery.pk}/reports/{report}.csv?" in html
+    assert "humans only" in html
+
+
+def test_reports_tab_bad_parameter_shows_an_error(browser, consolidated):
+    response = browser.get(page(consolidated, "reports/"), {"report": "statistics", "granularity": "week"})
+    assert response.status_code == 200
+    assert "granularity" in response.content.decode()
+    assert browser.get(page(consolidated, "reports/"), {"report": "nothing"}).status_code == 404
+
+
+def test_csv_download(browser, consolidated):
+    response = browser.get(page(consolidated, "reports/indicators.csv"))
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.content.decode().splitlines()[1].startswith("(all),10,9,6,3,4,5,6,1,80.0,66.67,1,1")
+    assert browser.get(page(consolidated, "reports/urls.csv"), {"from": "never"}).status_code == 400
+
+
+def test_recompute_button(browser, consolidated):
+    response = browser.post(page(consolidated, "recompute/"), follow=True)
+    assert "indicators recomputed" in response.content.decode()
+    assert browser.get(page(consolidated, "recompute/")).status_code == 405
+
+
+def test_hot_clicks_frame_is_sandboxed(browser, consolidated):
+    delivery = consolidated.delivery
+    delivery.html = (
+        '<p><a href="https://shop.example.com/a">Sale</a> <a href="https://shop.example.com/b">Blog</a></p>'
+        '<script>parent.document.title = "owned"</script>'
+    )
+    delivery.save()
+    reports_page = browser.get(page(consolidated, "reports/"), {"report": "hot-clicks"}).content.decode()
+    assert f'<iframe class="hot-clicks" sandbox="" referrerpolicy="no-referrer"' in reports_page
+    response = browser.get(page(consolidated, "hot-clicks/frame/"))
+    csp = [part.strip() for part in response["Content-Security-Policy"].split(";")]
+    # `sandbox` without allow-scripts: no script runs, and the document has an opaque origin.
+    assert "sandbox" in csp and not any("allow-scripts" in part or "allow-same-origin" in part for part in csp)
+    assert "default-src 'none'" in csp and not any(part.startswith("script-src") for part in csp)
+    assert "frame-ancestors 'self'" in csp
+    assert response["X-Frame-Options"] == "SAMEORIGIN"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    html = response.content.decode()
+    assert "83.33% (5)" in html and "16.67% (1)" in html

@@ -1,0 +1,428 @@
+"""Event ingestion: from a handler's plain dict to a row in tracking_trackingevent, never lost.
+
+An event is a small dict of plain values (see ``event_payload``), built by the handler. ``event_submit``
+hands it on, in this order of preference:
+
+1. with ``BEACON_EVENT_REDIS_URL`` (by default ``REDIS_URL``), XADD to the stream ``BEACON_EVENT_STREAM``; a consumer (``stream_consume``,
+   run by the Celery task ``tracking.consume_events`` or ``manage.py tracking_consume``) reads batches
+   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; entries a
+   dead consumer left pending are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
+2. without Redis, or when Redis cannot be reached, a direct insert into the database;
+3. when the database cannot be reached either, one JSON line appended and fsync'd to a spool file in
+   ``BEACON_SPOOL_DIR``, replayed later by ``spool_replay`` (task ``tracking.replay_spool``).
+
+Only if all three fail does ``event_submit`` raise ``EventNotStored``, and the handler answers 503
+instead of acknowledging. Every insert is ``ON CONFLICT (event_id) DO NOTHING``, so a batch delivered
+twice (a consumer killed between commit and XACK, a spool replayed twice) is stored once.
+
+For the stream to keep what it acknowledged across a Redis restart, Redis must persist it
+(``appendonly yes``; ``appendfsync always`` for no loss at all on a power cut).
+"""
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from tracking import lookups, machine
+from tracking.lookups import TTLCache
+from tracking.models import EventType, TrackingEvent, UserAgent
+
+logger = logging.getLogger(__name__)
+
+MAX_USER_AGENT_LENGTH = 1000
+MAX_PAGE_URL_LENGTH = 2000
+# After Redis fails, handlers skip it for this long instead of paying a timeout on every request.
+REDIS_RETRY_SECONDS = 1.0
+STREAM_FIELD = b"e"
+SPOOL_SUFFIX = ".jsonl"
+REPLAY_SUFFIX = ".replay"
+STORE_BATCH_SIZE = 2000
+
+
+class EventNotStored(Exception):
+    """Neither the stream, the database nor the spool took the event: it must not be acknowledged."""
+
+
+def event_payload(
+    *,
+    type: str,
+    delivery_id: int | None,
+    message_id: int | None,
+    profile_id: int | None,
+    tracked_url_id: int | None = None,
+    user_agent: str = "",
+    ip: str | None = None,
+    browser_id: str = "",
+    page_url: str = "",
+    amount: str | None = None,
+    machine_reason: str = "",
+) -> dict:
+    """The plain dict that travels through the stream and the spool; `ip` must be anonymized already."""
+    return {
+        "id": uuid.uuid4().hex,
+        "ty": type,
+        "at": time.time(),
+        "d": delivery_id,
+        "m": message_id,
+        "p": profile_id,
+        "u": tracked_url_id,
+        "ua": user_agent[:MAX_USER_AGENT_LENGTH],
+        "ip": ip,
+        "b": browser_id,
+        "pg": page_url[:MAX_PAGE_URL_LENGTH],
+        "am": amount,
+        "mr": machine_reason,
+    }
+
+
+# --- Redis ---
+
+_clients: dict[str, redis.Redis] = {}
+_redis_down_until = 0.0
+
+
+def redis_client() -> redis.Redis | None:
+    url = settings.BEACON_EVENT_REDIS_URL
+    if not url:
+        return None
+    client = _clients.get(url)
+    if client is None:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5)
+        _clients[url] = client
+    return client
+
+
+def _stream_append(event: dict) -> bool:
+    global _redis_down_until
+    client = redis_client()
+    if client is None or time.monotonic() < _redis_down_until:
+        return False
+    try:
+        client.xadd(settings.BEACON_EVENT_STREAM, {STREAM_FIELD: json.dumps(event, separators=(",", ":"))})
+    except redis.RedisError:
+        logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
+        _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        return False
+    return True
+
+
+def event_submit(event: dict) -> None:
+    """Hands the event on durably (stream, else database, else spool) or raises EventNotStored."""
+    if _stream_append(event):
+        return
+    try:
+        events_store([event])
+        return
+    except DatabaseError:
+        logger.warning("Database unavailable; spooling tracking event", exc_info=True)
+    try:
+        spool_append([event])
+    except OSError as exc:
+        logger.error("Tracking event lost: stream, database and spool all failed", exc_info=True)
+        raise EventNotStored from exc
+
+
+# --- Database ---
+
+_user_agent_ids = TTLCache(maxsize=20_000, ttl=3600.0)
+
+
+def reset_process_state() -> None:
+    """Forgets every per-process cache and the Redis back-off (tests roll rows back between runs)."""
+    global _redis_down_until
+    lookups.clear_caches()
+    _user_agent_ids.clear()
+    _redis_down_until = 0.0
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _resolve_user_agents(raws: set[str]) -> tuple[dict[str, int], list[int]]:
+    """Ids of the UserAgent rows for these strings, creating missing rows; also the unparsed ids."""
+    ids: dict[str, int] = {}
+    missing: dict[str, str] = {}
+    for raw in raws:
+        digest = _digest(raw)
+        cached = _user_agent_ids.get(digest)
+        if isinstance(cached, int):
+            ids[raw] = cached
+        else:
+            missing[digest] = raw
+    if not missing:
+        return ids, []
+    UserAgent.objects.bulk_create(
+        [UserAgent(digest=digest, raw=raw) for digest, raw in missing.items()], ignore_conflicts=True
+    )
+    unparsed = []
+    for digest, pk, parsed_at in UserAgent.objects.filter(digest__in=list(missing)).values_list(
+        "digest", "id", "parsed_at"
+    ):
+        _user_agent_ids.set(digest, pk)
+        ids[missing[digest]] = pk
+        if parsed_at is None:
+            unparsed.append(pk)
+    return ids, unparsed
+
+
+def _amount(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and abs(amount) < Decimal("1e10") else None
+
+
+def _rows(events: list[dict], user_agent_ids: dict[str, int]) -> list[tuple]:
+    rows = []
+    for event in events:
+        reason = event.get("mr") or ""
+        rows.append(
+            (
+                str(uuid.UUID(event["id"])),
+                event["ty"],
+                datetime.fromtimestamp(float(event["at"]), tz=UTC),
+                event.get("d"),
+                event.get("m"),
+                event.get("p"),
+                event.get("u"),
+                user_agent_ids.get(event.get("ua") or ""),
+                event.get("ip") or None,
+                (event.get("b") or "")[:32],
+                event.get("pg") or "",
+                _amount(event.get("am")),
+                bool(reason),
+                reason,
+            )
+        )
+    return rows
+
+
+EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "logged_at",
+    "delivery_id",
+    "message_id",
+    "profile_id",
+    "tracked_url_id",
+    "user_agent_id",
+    "ip",
+    "browser_id",
+    "page_url",
+    "amount",
+    "is_machine",
+    "machine_reason",
+)
+
+
+def _insert_rows(rows: list[tuple]) -> None:
+    if connection.vendor == "postgresql":
+        from psycopg2.extras import execute_values
+
+        table = TrackingEvent._meta.db_table
+        sql = (
+            f"INSERT INTO {table} ({', '.join(EVENT_COLUMNS)}) VALUES %s ON CONFLICT (event_id) DO NOTHING"
+        )
+        template = "(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s)"
+        with connection.cursor() as cursor:
+            execute_values(cursor.cursor, sql, rows, template=template, page_size=len(rows))
+    else:
+        TrackingEvent.objects.bulk_create(
+            [TrackingEvent(**dict(zip(EVENT_COLUMNS, row))) for row in rows], ignore_conflicts=True
+        )
+
+
+def _flag_bursts(rows: list[tuple]) -> None:
+    """Marks clicks that, with the message's other clicks, hit every link of it within one second."""
+    clicks = [row for row in rows if row[1] == EventType.CLICK and row[4] is not None and row[6] is not None]
+    if not clicks:
+        return
+    message_ids = {row[4] for row in clicks}
+    times = [row[2] for row in clicks]
+    window = timedelta(seconds=1)
+    candidates = (
+        TrackingEvent.objects.filter(
+            message_id__in=message_ids,
+            type=EventType.CLICK,
+            logged_at__gte=min(times) - window,
+            logged_at__lte=max(times) + window,
+        )
+        .values_list("message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine")
+        .order_by("message_id", "logged_at")
+    )
+    by_message: dict[int, list[tuple]] = defaultdict(list)
+    for candidate in candidates:
+        by_message[candidate[0]].append(candidate)
+    burst_ids = []
+    for message_clicks in by_message.values():
+        if len({click[2] for click in message_clicks}) < 2:
+            continue
+        links = lookups.delivery_link_ids(message_clicks[0][1])
+        if len(links) < 2:
+            continue
+        start = 0
+        for end in range(len(message_clicks)):
+            while message_clicks[end][3] - message_clicks[start][3] > window:
+                start += 1
+            in_window = message_clicks[start : end + 1]
+            if links <= {click[2] for click in in_window}:
+                burst_ids.extend(click[4] for click in in_window if not click[5])
+    if burst_ids:
+        TrackingEvent.objects.filter(event_id__in=burst_ids, is_machine=False).update(
+            is_machine=True, machine_reason=machine.REASON_BURST
+        )
+
+
+def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None:
+    """Inserts the events (one statement per batch), skipping event ids already stored.
+
+    No transaction spans the statements: each is idempotent, so a failure part-way is repaired by
+    storing the batch again. With `parse_user_agents`, new user agents are queued for parsing (the
+    consumer does; a request handler does not, and leaves them to the periodic task).
+    """
+    unparsed: list[int] = []
+    for start in range(0, len(events), STORE_BATCH_SIZE):
+        batch = events[start : start + STORE_BATCH_SIZE]
+        user_agent_ids, new_unparsed = _resolve_user_agents({event["ua"] for event in batch if event.get("ua")})
+        rows = _rows(batch, user_agent_ids)
+        _insert_rows(rows)
+        _flag_bursts(rows)
+        unparsed.extend(new_unparsed)
+    if parse_user_agents and unparsed:
+        from tracking.tasks import parse_user_agents as parse_task
+
+        parse_task.delay(unparsed)
+
+
+# --- Stream consumer ---
+
+
+def _ensure_group(client: redis.Redis) -> None:
+    try:
+        client.xgroup_create(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _decode(entries: list) -> list[dict]:
+    events = []
+    for entry_id, fields in entries:
+        try:
+            events.append(json.loads(fields[STREAM_FIELD]))
+        except (KeyError, TypeError, ValueError):
+            logger.error("Dropping malformed stream entry %s: %r", entry_id, fields)
+    return events
+
+
+def _acknowledge(client: redis.Redis, entry_ids: list) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.xack(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP, *entry_ids)
+    pipe.xdel(settings.BEACON_EVENT_STREAM, *entry_ids)
+    pipe.execute()
+
+
+def stream_consume_batch(
+    *, consumer: str, batch_size: int = 1000, block_ms: int | None = None, reclaim_idle_ms: int | None = None
+) -> int:
+    """Stores one batch from the stream (reclaimed dead-consumer entries first); returns its size."""
+    client = redis_client()
+    if client is None:
+        return 0
+    _ensure_group(client)
+    stream, group = settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP
+    idle = settings.BEACON_STREAM_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms
+    entries = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)[1]
+    if not entries:
+        answer = client.xreadgroup(group, consumer, {stream: ">"}, count=batch_size, block=block_ms)
+        entries = answer[0][1] if answer else []
+    if not entries:
+        return 0
+    events_store(_decode(entries), parse_user_agents=True)
+    _acknowledge(client, [entry_id for entry_id, _ in entries])
+    return len(entries)
+
+
+def stream_consume(
+    *, consumer: str, max_seconds: float, batch_size: int = 1000, block_ms: int = 1000
+) -> int:
+    """Consumes batches until the stream is drained or `max_seconds` pass; returns the events stored."""
+    deadline = time.monotonic() + max_seconds
+    total = 0
+    while time.monotonic() < deadline:
+        stored = stream_consume_batch(consumer=consumer, batch_size=batch_size, block_ms=block_ms)
+        total += stored
+        if not stored:
+            break
+    return total
+
+
+# --- Spool ---
+
+
+def _spool_dir() -> Path:
+    path = Path(settings.BEACON_SPOOL_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def spool_append(events: list[dict]) -> None:
+    """Appends the events as JSON lines and fsyncs: once this returns, they survive a crash."""
+    path = _spool_dir() / f"events-{os.getpid()}{SPOOL_SUFFIX}"
+    data = "".join(json.dumps(event, separators=(",", ":")) + "\n" for event in events).encode()
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # The replayer may have renamed the file between our open and our lock: write to a fresh one.
+            if os.fstat(fd).st_nlink == 0 or os.fstat(fd).st_ino != os.stat(path).st_ino:
+                continue
+            os.write(fd, data)
+            os.fsync(fd)
+            return
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+
+
+def spool_replay() -> int:
+    """Stores every spooled event (idempotent by event id); returns how many lines were replayed."""
+    directory = _spool_dir()
+    for path in directory.glob(f"*{SPOOL_SUFFIX}"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            target = path.with_name(f"{path.stem}-{uuid.uuid4().hex}{REPLAY_SUFFIX}")
+            os.rename(path, target)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    replayed = 0
+    for path in sorted(directory.glob(f"*{REPLAY_SUFFIX}")):
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                logger.error("Skipping a torn line in %s", path)
+        events_store(events)
+        path.unlink()
+        replayed += len(events)
+    return replayed

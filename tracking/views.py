@@ -1,0 +1,341 @@
+"""The public tracking endpoints: verify the token, hand the event on, answer.
+
+No login, no CSRF, no session: the signed token is the credential. Anything that does not verify or
+names nothing gets the same plain 404 page, never a redirect. The handlers build no model instances
+and read only through the per-process caches of ``tracking.lookups``; ``tracking.ingest`` takes the
+event. Only ``POST /u/`` changes state (RFC 8058 one-click): mail scanners fetch every link with GET.
+"""
+import ipaddress
+import json
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tracking import lookups, machine
+from tracking.ingest import EventNotStored, event_payload, event_submit
+from tracking.models import EventType, TrackingMode
+from tracking.tokens import Purpose, read_token
+
+# A 1x1 transparent GIF.
+PIXEL_GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+BROWSER_COOKIE = "bcn_bid"
+BROWSER_COOKIE_MAX_AGE = 2 * 365 * 24 * 3600
+# Set on a click: ties later visits of the landing site (/w/) to the message; holds the click token.
+WEB_COOKIE = "bcn_wt"
+WEB_COOKIE_MAX_AGE = 30 * 24 * 3600
+WEB_OPT_OUT_COOKIE = "bcn_optout"
+WEB_OPT_OUT_MAX_AGE = 5 * 365 * 24 * 3600
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    response = render(request, "tracking/not_found.html", status=404)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def unavailable(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("Temporarily unavailable, please try again.", status=503, content_type="text/plain")
+    response["Retry-After"] = "5"
+    return response
+
+
+def anonymize_ip(raw: str) -> str | None:
+    """The address with its host part zeroed: last octet of IPv4, last 80 bits of IPv6."""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def client_ip(request: HttpRequest) -> str:
+    if settings.BEACON_TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.rsplit(",", 1)[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def wants_no_tracking(request: HttpRequest) -> bool:
+    """Global Privacy Control or Do Not Track: no web tracking and no cookies."""
+    return request.META.get("HTTP_SEC_GPC") == "1" or request.META.get("HTTP_DNT") == "1"
+
+
+def _browser_id(request: HttpRequest) -> tuple[str, bool]:
+    """The browser's id from its cookie, or a new one (and whether it is new)."""
+    value = request.COOKIES.get(BROWSER_COOKIE, "")
+    if len(value) == 32 and all(char in "0123456789abcdef" for char in value):
+        return value, False
+    return uuid.uuid4().hex, True
+
+
+def _known_browser_id(request: HttpRequest) -> str:
+    """The browser's id if it already has one; only a click hands out new ones."""
+    browser_id, new = _browser_id(request)
+    return "" if new or wants_no_tracking(request) else browser_id
+
+
+def _set_cookie(response: HttpResponse, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.BEACON_PUBLIC_URL.startswith("https://"),
+    )
+
+
+def _submit(request: HttpRequest, **fields) -> bool:
+    try:
+        event_submit(event_payload(**fields))
+    except EventNotStored:
+        return False
+    return True
+
+
+def _message_and_url(token: str, purpose: Purpose, modes: tuple[str, ...], *, url_required: bool):
+    """The verified message and tracked URL of a token, or None; both must be of the same delivery."""
+    data = read_token(token, purpose)
+    if data is None:
+        return None
+    message = lookups.message_info(data.message_id)
+    if message is None:
+        return None
+    if not data.url_id:
+        return None if url_required else (message, None)
+    url = lookups.tracked_url_info(data.url_id)
+    if url is None or url.delivery_id != message.delivery_id or url.mode not in modes:
+        return None
+    return message, url
+
+
+@require_http_methods(["GET", "HEAD"])
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    found = _message_and_url(token, Purpose.CLICK, (TrackingMode.TRACKED, TrackingMode.HONEYPOT), url_required=True)
+    if found is None:
+        return not_found(request)
+    message, url = found
+    target = lookups.redirect_target(message, url)
+    if target is None:
+        return not_found(request)
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    private = wants_no_tracking(request)
+    browser_id, new_browser = ("", False) if private else _browser_id(request)
+    reason = machine.click_machine_reason(
+        request.META,
+        request.method,
+        user_agent,
+        sent_at=message.sent_at,
+        now=timezone.now(),
+        honeypot=url.mode == TrackingMode.HONEYPOT,
+    )
+    stored = _submit(
+        request,
+        type=EventType.CLICK,
+        delivery_id=message.delivery_id,
+        message_id=message.id,
+        profile_id=message.event_profile_id,
+        tracked_url_id=url.id,
+        user_agent=user_agent,
+        ip=anonymize_ip(client_ip(request)),
+        browser_id=browser_id,
+        machine_reason=reason,
+    )
+    if not stored:
+        return unavailable(request)
+    response = HttpResponse(status=302)
+    response["Location"] = target
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    if not private and not reason:
+        if new_browser:
+            _set_cookie(response, BROWSER_COOKIE, browser_id, BROWSER_COOKIE_MAX_AGE)
+        if WEB_OPT_OUT_COOKIE not in request.COOKIES:
+            _set_cookie(response, WEB_COOKIE, token, WEB_COOKIE_MAX_AGE)
+    return response
+
+
+def _pixel() -> HttpResponse:
+    response = HttpResponse(PIXEL_GIF, content_type="image/gif")
+    response["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+@require_http_methods(["GET", "HEAD"])
+def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
+    data = read_token(token, Purpose.OPEN)
+    message = lookups.message_info(data.message_id) if data is not None else None
+    if message is None:
+        return not_found(request)
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    raw_ip = client_ip(request)
+    stored = _submit(
+        request,
+        type=EventType.OPEN,
+        delivery_id=message.delivery_id,
+        message_id=message.id,
+        profile_id=message.event_profile_id,
+        user_agent=user_agent,
+        ip=anonymize_ip(raw_ip),
+        browser_id=_known_browser_id(request),
+        machine_reason=machine.open_machine_reason(request.META, request.method, user_agent, raw_ip),
+    )
+    return _pixel() if stored else unavailable(request)
+
+
+# Marketer HTML on Beacon's origin: no scripts, no forms, no plugins; a unique opaque origin.
+MIRROR_CSP = (
+    "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation; "
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https: http:; "
+    "font-src https: http: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+
+
+@require_http_methods(["GET"])
+def mirror(request: HttpRequest, token: str) -> HttpResponse:
+    found = _message_and_url(token, Purpose.MIRROR, (TrackingMode.MIRROR,), url_required=False)
+    if found is None:
+        return not_found(request)
+    message, url = found
+    from deliveries.models import Message
+    from deliveries.services import message_render
+
+    message_row = Message.objects.select_related("profile").filter(pk=message.id).first()
+    if message_row is None:
+        return not_found(request)
+    rendered = message_render(message=message_row)
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    stored = _submit(
+        request,
+        type=EventType.MIRROR,
+        delivery_id=message.delivery_id,
+        message_id=message.id,
+        profile_id=message.event_profile_id,
+        tracked_url_id=url.id if url else None,
+        user_agent=user_agent,
+        ip=anonymize_ip(client_ip(request)),
+        browser_id=_known_browser_id(request),
+        machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
+    )
+    if not stored:
+        return unavailable(request)
+    if rendered.html:
+        response = HttpResponse(rendered.html, content_type="text/html; charset=utf-8")
+    else:
+        response = render(request, "tracking/mirror_text.html", {"subject": rendered.subject, "text": rendered.text})
+    response["Content-Security-Policy"] = MIRROR_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows the page (scanners fetch links: it changes nothing); POST opts out (RFC 8058)."""
+    from tracking.services import message_opt_out
+
+    found = _message_and_url(token, Purpose.UNSUBSCRIBE, (TrackingMode.OPT_OUT,), url_required=False)
+    if found is None:
+        return not_found(request)
+    message, url = found
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    if request.method == "POST":
+        try:
+            message_opt_out(
+                message_id=message.id,
+                tracked_url_id=url.id if url else None,
+                user_agent=user_agent,
+                ip=anonymize_ip(client_ip(request)),
+            )
+        except EventNotStored:
+            return unavailable(request)
+        response = render(request, "tracking/unsubscribed.html")
+    else:
+        _submit(
+            request,
+            type=EventType.CLICK,
+            delivery_id=message.delivery_id,
+            message_id=message.id,
+            profile_id=message.event_profile_id,
+            tracked_url_id=url.id if url else None,
+            user_agent=user_agent,
+            ip=anonymize_ip(client_ip(request)),
+            machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
+        )
+        response = render(request, "tracking/unsubscribe.html", {"token": token})
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# --- Web tracking (/w/) ---
+
+
+@require_http_methods(["GET"])
+def web_tag(request: HttpRequest) -> HttpResponse:
+    """The JavaScript tag for landing pages; see templates/tracking/web_tag.js for its use."""
+    response = render(
+        request,
+        "tracking/web_tag.js",
+        {"base_url": settings.BEACON_PUBLIC_URL, "base_url_json": json.dumps(settings.BEACON_PUBLIC_URL)},
+        content_type="text/javascript",
+    )
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_http_methods(["GET"])
+def web_pixel(request: HttpRequest) -> HttpResponse:
+    """A page visit (or, with `amount`, a transaction) of a visitor who came from a tracked click."""
+    if wants_no_tracking(request) or WEB_OPT_OUT_COOKIE in request.COOKIES:
+        return _pixel()
+    data = read_token(request.COOKIES.get(WEB_COOKIE, ""), Purpose.CLICK)
+    message = lookups.message_info(data.message_id) if data is not None else None
+    if message is None:
+        return _pixel()
+    page_url = request.GET.get("url", "") or request.META.get("HTTP_REFERER", "")
+    user_agent = request.META.get("HTTP_USER_AGENT", "")
+    stored = _submit(
+        request,
+        type=EventType.WEB_PAGE,
+        delivery_id=message.delivery_id,
+        message_id=message.id,
+        profile_id=message.event_profile_id,
+        tracked_url_id=data.url_id or None,
+        user_agent=user_agent,
+        ip=anonymize_ip(client_ip(request)),
+        browser_id=_known_browser_id(request),
+        page_url=page_url if lookups.is_safe_target(page_url) else "",
+        amount=request.GET.get("amount") or None,
+        machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
+    )
+    return _pixel() if stored else unavailable(request)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def web_opt_out(request: HttpRequest) -> HttpResponse:
+    """GET explains and offers the choice; POST sets the opt-out cookie and forgets the click."""
+    opted_out = WEB_OPT_OUT_COOKIE in request.COOKIES
+    if request.method == "POST":
+        opted_out = True
+    response = render(request, "tracking/web_opt_out.html", {"opted_out": opted_out})
+    if request.method == "POST":
+        _set_cookie(response, WEB_OPT_OUT_COOKIE, "1", WEB_OPT_OUT_MAX_AGE)
+        response.delete_cookie(WEB_COOKIE, samesite="Lax")
+    response["Cache-Control"] = "no-store"
+    return response
