@@ -124,29 +124,55 @@ def _queue_send_batch(delivery_id: int) -> None:
 CONTENT_FIELDS = ("label", "subject", "from_email", "reply_to", "html", "text", "track_opens", "track_clicks", "mirror_page")
 
 
-def _validate(delivery: Delivery) -> None:
+def delivery_validate(*, label: str, subject: str, from_email: str, reply_to: str, html: str, text: str) -> None:
+    """Raises a ValidationError with field messages for anything that would stop analysis or sending."""
     errors: dict[str, list[str]] = {}
-    if not delivery.label.strip():
+    if not label.strip():
         errors["label"] = ["A label is required."]
-    if not delivery.subject.strip():
+    if not subject.strip():
         errors["subject"] = ["A subject is required."]
-    for name in ("from_email", "reply_to"):
-        value = getattr(delivery, name).strip()
-        if not value and name == "reply_to":
+    for name, value in (("from_email", from_email), ("reply_to", reply_to)):
+        if not value.strip() and name == "reply_to":
             continue
         try:
-            validate_email(value)
+            validate_email(value.strip())
         except ValidationError:
             errors[name] = ["Enter a valid email address."]
-    if not delivery.html.strip() and not delivery.text.strip():
+    if not html.strip() and not text.strip():
         errors["html"] = ["The delivery needs HTML or text content."]
     else:
         try:
-            prepare_content(subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=False)
+            prepare_content(subject=subject, html=html, text=text, track_opens=False)
         except ContentError as exc:
             errors.update(exc.fields)
     if errors:
         raise ValidationError(errors)
+
+
+def _validate(delivery: Delivery) -> None:
+    delivery_validate(
+        label=delivery.label, subject=delivery.subject, from_email=delivery.from_email,
+        reply_to=delivery.reply_to, html=delivery.html, text=delivery.text,
+    )
+
+
+def delivery_save(*, delivery: Delivery, actor=None, changed: list[str] | None = None) -> Delivery:
+    """Saves a delivery edited as a whole (the admin form): a new one is created, an existing one must
+    still be editable and goes back to draft."""
+    _validate(delivery)
+    with transaction.atomic():
+        if delivery.pk is None:
+            delivery.created_by = actor if getattr(actor, "pk", None) else None
+            delivery.save()
+            _audit(delivery, AuditAction.CREATED, actor)
+            return delivery
+        current = _locked(delivery.pk)
+        if current.status not in EDITABLE_STATUSES:
+            raise TransitionNotAllowed(f"A delivery that is {current.get_status_display().lower()} cannot be edited.")
+        delivery.status = DeliveryStatus.DRAFT
+        delivery.save()
+        _audit(delivery, AuditAction.CHANGED, actor, fields=changed or [])
+    return delivery
 
 
 def delivery_create(*, actor=None, lists: list[List] | None = None, **fields) -> Delivery:

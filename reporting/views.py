@@ -11,6 +11,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from beacon.exceptions import NotFound, ServiceError
+from deliveries import services as delivery_services
 from deliveries.models import DeliveryStatus, Message, MessageStatus
 from reporting import charts, selectors
 from reporting.api import table_csv
@@ -52,7 +53,14 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
     return render(
         request,
         template,
-        {"delivery": delivery, "tabs": TABS, "tab": tab, "progress": selectors.delivery_progress(delivery=delivery)} | context,
+        {
+            "delivery": delivery,
+            "tabs": TABS,
+            "tab": tab,
+            "progress": selectors.delivery_progress(delivery=delivery),
+            "actions": ACTIONS_BY_STATUS.get(delivery.status, ()),
+        }
+        | context,
     )
 
 
@@ -248,16 +256,23 @@ def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpRespo
     return redirect("reporting:delivery-summary", delivery_id=delivery_id)
 
 
-def hot_clicks_document(html: str, links: list[dict]) -> str:
-    """The delivery's HTML with each link's share of clicks shown beside it.
+def _is_tracked_href(tag) -> bool:
+    """Counts links as target analysis numbers them (`deliveries.content`): http(s) links not tagged
+    `data-track="off"`, from 1."""
+    href = tag.get("href", "").strip().lower()
+    return href.startswith(("http://", "https://")) and str(tag.get("data-track", "")).strip().lower() != "off"
 
-    Links are matched to tracked URLs by their position among the `<a href>` of the HTML, else by URL.
-    """
+
+def hot_clicks_document(html: str, links: list[dict]) -> str:
+    """The delivery's HTML with each tracked link's share of clicks shown beside it."""
     soup = BeautifulSoup(html or "<p>This delivery has no HTML content.</p>", "html.parser")
     by_position = {link["position"]: link for link in links}
-    by_url = {link["url"]: link for link in links}
-    for position, anchor in enumerate(soup.find_all("a", href=True)):
-        link = by_position.get(position) or by_url.get(anchor["href"])
+    position = 0
+    for anchor in soup.find_all(["a", "area"], href=True):
+        if not _is_tracked_href(anchor):
+            continue
+        position += 1
+        link = by_position.get(position)
         if link is None:
             continue
         badge = soup.new_tag("span")
@@ -269,6 +284,40 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
         anchor["style"] = (anchor.get("style", "") + ";outline:2px solid #e07b24").lstrip(";")
         anchor.insert_after(badge)
     return str(soup)
+
+
+DELIVERY_ACTIONS = {
+    "analyze": delivery_services.delivery_analyze,
+    "send": delivery_services.delivery_send,
+    "pause": delivery_services.delivery_pause,
+    "resume": delivery_services.delivery_resume,
+    "cancel": delivery_services.delivery_cancel,
+}
+# Which buttons a delivery page offers in each status; the services enforce the transitions anyway.
+ACTIONS_BY_STATUS = {
+    DeliveryStatus.DRAFT: ("analyze", "cancel"),
+    DeliveryStatus.READY: ("analyze", "send", "cancel"),
+    DeliveryStatus.SENDING: ("pause", "cancel"),
+    DeliveryStatus.PAUSED: ("resume", "cancel"),
+}
+
+
+@login_required
+@require_POST
+def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> HttpResponse:
+    if action not in DELIVERY_ACTIONS:
+        raise Http404("No such action.")
+    try:
+        DELIVERY_ACTIONS[action](delivery_id=delivery_id, actor=request.user)
+    except NotFound:
+        raise Http404("No such delivery.") from None
+    except ServiceError as error:
+        messages.error(request, error.message)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Delivery: {action} done.")
+    return redirect("reporting:delivery-summary", delivery_id=delivery_id)
 
 
 @login_required

@@ -53,9 +53,9 @@ class Scenario:
             sent_at=None,
         )
         self.messages = m
-        self.url_a = TrackedUrlFactory(delivery=self.delivery, url="https://shop.example.com/a", label="Sale", category="shop", position=0)
-        self.url_b = TrackedUrlFactory(delivery=self.delivery, url="https://shop.example.com/b", label="Blog", category="", position=1)
-        self.url_opt_out = TrackedUrlFactory(delivery=self.delivery, url="https://beacon/u", label="Unsubscribe", mode=TrackingMode.OPT_OUT, position=2)
+        self.url_a = TrackedUrlFactory(delivery=self.delivery, url="https://shop.example.com/a", label="Sale", category="shop", position=1)
+        self.url_b = TrackedUrlFactory(delivery=self.delivery, url="https://shop.example.com/b", label="Blog", category="", position=2)
+        self.url_opt_out = TrackedUrlFactory(delivery=self.delivery, url="https://beacon/u", label="Unsubscribe", mode=TrackingMode.OPT_OUT, position=None, in_html=False)
         self.iphone = UserAgentFactory(raw="iPhone Mail", os_family="iOS", browser_family="Mobile Safari", device_type="mobile")
         self.desktop = UserAgentFactory(raw="Desktop Chrome", os_family="Windows", browser_family="Chrome", device_type="desktop")
         a, b, opt_out = self.url_a, self.url_b, self.url_opt_out

@@ -2,10 +2,12 @@
 import pytest
 from django.test import Client
 
-from deliveries.models import DeliveryAuditEntry, DeliveryStatus, MessageStatus
+from deliveries import services as delivery_services
+from deliveries.models import DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus
 from reporting.services import reports_refresh
-from tests.factories import DeliveryFactory, TrackedUrlFactory
-from tracking.models import TrackingMode
+from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, TrackedUrlFactory
+from tests.reporting.conftest import make_event
+from tracking.models import EventType, TrackedUrl, TrackingMode
 from tracking.tokens import Purpose, read_token
 
 
@@ -120,3 +122,39 @@ def test_hot_clicks_frame_is_sandboxed(browser, consolidated):
     assert response["X-Content-Type-Options"] == "nosniff"
     html = response.content.decode()
     assert "83.33% (5)" in html and "16.67% (1)" in html
+
+
+def test_hot_clicks_badges_follow_the_links_found_at_analysis(browser):
+    delivery = DeliveryFactory(
+        html='<p><a href="https://x.example/skip" data-track="off">not tracked</a> <a href="mailto:a@b.c">mail</a>'
+             ' <a href="https://shop.example.com/sale">Spring sale</a> <a href="https://shop.example.com/blog">Our blog</a>'
+             ' <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+        lists=[ListFactory(members=[ProfileFactory()])],
+    )
+    delivery_services.delivery_analyze(delivery_id=delivery.pk)
+    message = Message.objects.get(delivery=delivery)
+    blog = TrackedUrl.objects.get(delivery=delivery, url="https://shop.example.com/blog")
+    make_event(message, EventType.CLICK, url=blog)
+    reports_refresh()
+    html = browser.get(f"/deliveries/{delivery.pk}/hot-clicks/frame/").content.decode()
+    assert 'Our blog</a><span style=' in html and "100% (1)" in html
+    assert 'Spring sale</a><span style=' in html and "0% (0)" in html
+    assert 'not tracked</a> ' in html
+
+
+def test_delivery_action_buttons_call_the_delivery_services(browser, user):
+    delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
+    html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()
+    assert f'action="/deliveries/{delivery.pk}/actions/analyze/"' in html and "/actions/send/" not in html
+    browser.post(f"/deliveries/{delivery.pk}/actions/analyze/")
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.READY
+    html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()
+    assert f'action="/deliveries/{delivery.pk}/actions/send/"' in html
+    browser.post(f"/deliveries/{delivery.pk}/actions/cancel/")
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.CANCELLED
+    assert DeliveryAuditEntry.objects.filter(delivery=delivery, action="cancelled", actor=user).exists()
+    response = browser.post(f"/deliveries/{delivery.pk}/actions/resume/", follow=True)
+    assert "Cannot resume" in response.content.decode()
+    assert browser.post(f"/deliveries/{delivery.pk}/actions/explode/").status_code == 404
