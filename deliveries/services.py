@@ -345,6 +345,10 @@ class SendContent:
     public_url: str
 
     def render(self, *, message_id: int, profile: Profile | None, text_only: bool) -> RenderedMessage:
+        return self.render_with_unsubscribe(message_id=message_id, profile=profile, text_only=text_only)[0]
+
+    def render_with_unsubscribe(self, *, message_id: int, profile: Profile | None, text_only: bool) -> tuple[RenderedMessage, str]:
+        """The message and its opt-out URL (also needed for the List-Unsubscribe header)."""
         profile_values = profile_context(profile)
         base = self.public_url
         if self.track_clicks:
@@ -356,12 +360,14 @@ class SendContent:
         parsed = self.prepared.parsed
         link_urls = [per_link[index] for index in parsed.html_link_indexes]
         link_urls += [per_link[index] for index in parsed.text_link_indexes]
+        unsubscribe_url = f"{base}/u/{make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id)}"
         extra = {
-            UNSUBSCRIBE_VARIABLE: f"{base}/u/{make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id)}",
+            UNSUBSCRIBE_VARIABLE: unsubscribe_url,
             MIRROR_VARIABLE: f"{base}/m/{make_token(Purpose.MIRROR, message_id, self.mirror_url_id)}" if self.mirror_page else "",
             PIXEL_VARIABLE: f"{base}/o/{make_token(Purpose.OPEN, message_id)}",
         }
-        return self.prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=text_only)
+        rendered = self.prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=text_only)
+        return rendered, unsubscribe_url
 
 
 def _prepare(delivery: Delivery) -> PreparedContent:
@@ -429,33 +435,50 @@ def message_render(*, message: Message) -> RenderedMessage:
     )
 
 
-def _email_for(delivery: Delivery, content: SendContent, message: Message, connection) -> EmailMessage:
-    rendered = content.render(message_id=message.id, profile=message.profile, text_only=message.email_format == EmailFormat.TEXT)
-    base = content.public_url
-    unsubscribe_token = make_token(Purpose.UNSUBSCRIBE, message.id, content.optout_url_id)
-    list_unsubscribe = f"<{base}/u/{unsubscribe_token}>"
+class PreparedEmail(EmailMultiAlternatives):
+    """An email whose MIME form is built and serialized by `prepare()` on the rendering thread, so
+    the sending thread only talks to the server. Any backend still gets a regular EmailMessage."""
+
+    _mime = None
+
+    def prepare(self) -> "PreparedEmail":
+        mime = super().message()
+        smtp_bytes = mime.as_bytes(linesep="\r\n")
+        serialize = mime.as_bytes
+
+        def as_bytes(unixfrom: bool = False, linesep: str = "\n") -> bytes:
+            return smtp_bytes if (not unixfrom and linesep == "\r\n") else serialize(unixfrom=unixfrom, linesep=linesep)
+
+        mime.as_bytes = as_bytes
+        self._mime = mime
+        return self
+
+    def message(self):
+        return self._mime if self._mime is not None else super().message()
+
+
+def _email_for(delivery: Delivery, content: SendContent, message: Message, connection) -> PreparedEmail:
+    rendered, unsubscribe_url = content.render_with_unsubscribe(
+        message_id=message.id, profile=message.profile, text_only=message.email_format == EmailFormat.TEXT
+    )
+    list_unsubscribe = f"<{unsubscribe_url}>"
     if settings.BEACON_UNSUBSCRIBE_MAILTO:
-        list_unsubscribe += f", <mailto:{settings.BEACON_UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{unsubscribe_token}>"
+        token = unsubscribe_url.rpartition("/")[2]
+        list_unsubscribe += f", <mailto:{settings.BEACON_UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}>"
     headers = {
         "Message-ID": message.smtp_message_id,
         "List-Unsubscribe": list_unsubscribe,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-    reply_to = [delivery.reply_to] if delivery.reply_to else None
-    if rendered.html and rendered.text:
-        email = EmailMultiAlternatives(
-            rendered.subject, rendered.text, delivery.from_email, [message.email],
-            headers=headers, reply_to=reply_to, connection=connection,
-        )
-        email.attach_alternative(rendered.html, "text/html")
-        return email
-    email = EmailMessage(
-        rendered.subject, rendered.html or rendered.text, delivery.from_email, [message.email],
-        headers=headers, reply_to=reply_to, connection=connection,
+    email = PreparedEmail(
+        rendered.subject, rendered.text or rendered.html, delivery.from_email, [message.email],
+        headers=headers, reply_to=[delivery.reply_to] if delivery.reply_to else None, connection=connection,
     )
-    if rendered.html:
+    if rendered.html and rendered.text:
+        email.attach_alternative(rendered.html, "text/html")
+    elif rendered.html:
         email.content_subtype = "html"
-    return email
+    return email.prepare()
 
 
 # --- Sending --------------------------------------------------------------------------------------
