@@ -15,6 +15,7 @@ from django.test.utils import override_settings
 from deliveries import services
 from deliveries.models import Delivery
 from profiles.models import EmailFormat, EmailStatus, List, ListMembership, Profile
+from tracking.demo import demo_tracking_activity
 
 LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEMO_LIST = "Demo newsletter"
@@ -104,6 +105,7 @@ class Command(BaseCommand):
             ):
                 pass
         delivery.refresh_from_db()
+        demo_tracking_activity(delivery_id=delivery.pk)
         self.stdout.write(
             f"Demo delivery '{delivery.label}': {delivery.status}, {delivery.success} sent, "
             f"{sum(delivery.excluded_by_cause.values())} excluded."
