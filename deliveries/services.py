@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -26,7 +27,8 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import CharField, F, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
@@ -124,29 +126,55 @@ def _queue_send_batch(delivery_id: int) -> None:
 CONTENT_FIELDS = ("label", "subject", "from_email", "reply_to", "html", "text", "track_opens", "track_clicks", "mirror_page")
 
 
-def _validate(delivery: Delivery) -> None:
+def delivery_validate(*, label: str, subject: str, from_email: str, reply_to: str, html: str, text: str) -> None:
+    """Raises a ValidationError with field messages for anything that would stop analysis or sending."""
     errors: dict[str, list[str]] = {}
-    if not delivery.label.strip():
+    if not label.strip():
         errors["label"] = ["A label is required."]
-    if not delivery.subject.strip():
+    if not subject.strip():
         errors["subject"] = ["A subject is required."]
-    for name in ("from_email", "reply_to"):
-        value = getattr(delivery, name).strip()
-        if not value and name == "reply_to":
+    for name, value in (("from_email", from_email), ("reply_to", reply_to)):
+        if not value.strip() and name == "reply_to":
             continue
         try:
-            validate_email(value)
+            validate_email(value.strip())
         except ValidationError:
             errors[name] = ["Enter a valid email address."]
-    if not delivery.html.strip() and not delivery.text.strip():
+    if not html.strip() and not text.strip():
         errors["html"] = ["The delivery needs HTML or text content."]
     else:
         try:
-            prepare_content(subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=False)
+            prepare_content(subject=subject, html=html, text=text, track_opens=False)
         except ContentError as exc:
             errors.update(exc.fields)
     if errors:
         raise ValidationError(errors)
+
+
+def _validate(delivery: Delivery) -> None:
+    delivery_validate(
+        label=delivery.label, subject=delivery.subject, from_email=delivery.from_email,
+        reply_to=delivery.reply_to, html=delivery.html, text=delivery.text,
+    )
+
+
+def delivery_save(*, delivery: Delivery, actor=None, changed: list[str] | None = None) -> Delivery:
+    """Saves a delivery edited as a whole (the admin form): a new one is created, an existing one must
+    still be editable and goes back to draft."""
+    _validate(delivery)
+    with transaction.atomic():
+        if delivery.pk is None:
+            delivery.created_by = actor if getattr(actor, "pk", None) else None
+            delivery.save()
+            _audit(delivery, AuditAction.CREATED, actor)
+            return delivery
+        current = _locked(delivery.pk)
+        if current.status not in EDITABLE_STATUSES:
+            raise TransitionNotAllowed(f"A delivery that is {current.get_status_display().lower()} cannot be edited.")
+        delivery.status = DeliveryStatus.DRAFT
+        delivery.save()
+        _audit(delivery, AuditAction.CHANGED, actor, fields=changed or [])
+    return delivery
 
 
 def delivery_create(*, actor=None, lists: list[List] | None = None, **fields) -> Delivery:
@@ -317,6 +345,10 @@ class SendContent:
     public_url: str
 
     def render(self, *, message_id: int, profile: Profile | None, text_only: bool) -> RenderedMessage:
+        return self.render_with_unsubscribe(message_id=message_id, profile=profile, text_only=text_only)[0]
+
+    def render_with_unsubscribe(self, *, message_id: int, profile: Profile | None, text_only: bool) -> tuple[RenderedMessage, str]:
+        """The message and its opt-out URL (also needed for the List-Unsubscribe header)."""
         profile_values = profile_context(profile)
         base = self.public_url
         if self.track_clicks:
@@ -328,12 +360,14 @@ class SendContent:
         parsed = self.prepared.parsed
         link_urls = [per_link[index] for index in parsed.html_link_indexes]
         link_urls += [per_link[index] for index in parsed.text_link_indexes]
+        unsubscribe_url = f"{base}/u/{make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id)}"
         extra = {
-            UNSUBSCRIBE_VARIABLE: f"{base}/u/{make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id)}",
+            UNSUBSCRIBE_VARIABLE: unsubscribe_url,
             MIRROR_VARIABLE: f"{base}/m/{make_token(Purpose.MIRROR, message_id, self.mirror_url_id)}" if self.mirror_page else "",
             PIXEL_VARIABLE: f"{base}/o/{make_token(Purpose.OPEN, message_id)}",
         }
-        return self.prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=text_only)
+        rendered = self.prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=text_only)
+        return rendered, unsubscribe_url
 
 
 def _prepare(delivery: Delivery) -> PreparedContent:
@@ -401,35 +435,50 @@ def message_render(*, message: Message) -> RenderedMessage:
     )
 
 
-def _email_for(delivery: Delivery, content: SendContent, message: Message, connection) -> EmailMessage:
-    rendered = content.render(message_id=message.id, profile=message.profile, text_only=message.email_format == EmailFormat.TEXT)
-    base = content.public_url
-    unsubscribe_token = make_token(Purpose.UNSUBSCRIBE, message.id, content.optout_url_id)
-    list_unsubscribe = f"<{base}/u/{unsubscribe_token}>"
+class PreparedEmail(EmailMultiAlternatives):
+    """An email whose MIME form is built and serialized by `prepare()` on the rendering thread, so
+    the sending thread only talks to the server. Any backend still gets a regular EmailMessage."""
+
+    _mime = None
+
+    def prepare(self) -> "PreparedEmail":
+        mime = super().message()
+        smtp_bytes = mime.as_bytes(linesep="\r\n")
+        serialize = mime.as_bytes
+
+        def as_bytes(unixfrom: bool = False, linesep: str = "\n") -> bytes:
+            return smtp_bytes if (not unixfrom and linesep == "\r\n") else serialize(unixfrom=unixfrom, linesep=linesep)
+
+        mime.as_bytes = as_bytes
+        self._mime = mime
+        return self
+
+    def message(self):
+        return self._mime if self._mime is not None else super().message()
+
+
+def _email_for(delivery: Delivery, content: SendContent, message: Message, connection) -> PreparedEmail:
+    rendered, unsubscribe_url = content.render_with_unsubscribe(
+        message_id=message.id, profile=message.profile, text_only=message.email_format == EmailFormat.TEXT
+    )
+    list_unsubscribe = f"<{unsubscribe_url}>"
     if settings.BEACON_UNSUBSCRIBE_MAILTO:
-        list_unsubscribe += f", <mailto:{settings.BEACON_UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{unsubscribe_token}>"
-    domain = delivery.from_email.rpartition("@")[2] or "beacon.local"
-    message.smtp_message_id = f"<{uuid.uuid4().hex}.{message.id}@{domain}>"
+        token = unsubscribe_url.rpartition("/")[2]
+        list_unsubscribe += f", <mailto:{settings.BEACON_UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}>"
     headers = {
         "Message-ID": message.smtp_message_id,
         "List-Unsubscribe": list_unsubscribe,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-    reply_to = [delivery.reply_to] if delivery.reply_to else None
-    if rendered.html and rendered.text:
-        email = EmailMultiAlternatives(
-            rendered.subject, rendered.text, delivery.from_email, [message.email],
-            headers=headers, reply_to=reply_to, connection=connection,
-        )
-        email.attach_alternative(rendered.html, "text/html")
-        return email
-    email = EmailMessage(
-        rendered.subject, rendered.html or rendered.text, delivery.from_email, [message.email],
-        headers=headers, reply_to=reply_to, connection=connection,
+    email = PreparedEmail(
+        rendered.subject, rendered.text or rendered.html, delivery.from_email, [message.email],
+        headers=headers, reply_to=[delivery.reply_to] if delivery.reply_to else None, connection=connection,
     )
-    if rendered.html:
+    if rendered.html and rendered.text:
+        email.attach_alternative(rendered.html, "text/html")
+    elif rendered.html:
         email.content_subtype = "html"
-    return email
+    return email.prepare()
 
 
 # --- Sending --------------------------------------------------------------------------------------
@@ -526,49 +575,93 @@ class _Outcome:
     bounce_hard: bool | None = None
 
 
-def _flush(delivery_id: int, outcomes: list[_Outcome]) -> None:
-    if not outcomes:
-        return
-    sent = sum(1 for outcome in outcomes if outcome.message.status == MessageStatus.SENT)
+def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at) -> None:
+    """Writes one flush group's results: one UPDATE for the sent ones, counters with F()."""
+    sent_ids = [o.message.id for o in outcomes if o.message.status == MessageStatus.SENT]
+    failed = [o.message for o in outcomes if o.message.status == MessageStatus.FAILED]
+    if sent_ids:
+        Message.objects.filter(id__in=sent_ids).update(status=MessageStatus.SENT, sent_at=sent_at)
+    if failed:
+        Message.objects.bulk_update(failed, ["status", "failure_type", "failure_reason", "failure_detail"])
+    Delivery.objects.filter(pk=delivery_id).update(
+        processed=F("processed") + len(outcomes),
+        success=F("success") + len(sent_ids),
+        errors=F("errors") + len(failed),
+        updated_at=sent_at,
+    )
+    for outcome in outcomes:
+        if outcome.bounce_hard is not None and outcome.message.profile_id:
+            profile_record_bounce(profile_id=outcome.message.profile_id, hard=outcome.bounce_hard)
+
+
+def _flush_and_advance(delivery_id: int, outcomes: list[_Outcome], next_group: list[Message], remaining_ids: list[int], message_id_suffix: str) -> bool:
+    """In one transaction: records the last group's results and, if the delivery is still sending,
+    marks the next group `sending` (with its Message-IDs) before it is handed to SMTP. Returns False
+    (and releases the unsent reservations) when the delivery was paused or cancelled meanwhile."""
+    now = timezone.now()
     with transaction.atomic():
-        Message.objects.bulk_update(
-            [outcome.message for outcome in outcomes],
-            ["status", "failure_type", "failure_reason", "failure_detail", "smtp_message_id", "sent_at"],
+        if outcomes:
+            _record_outcomes(delivery_id, outcomes, now)
+        if not next_group:
+            return True
+        status = Delivery.objects.select_for_update().filter(pk=delivery_id).values_list("status", flat=True).first()
+        if status != DeliveryStatus.SENDING:
+            Message.objects.filter(id__in=remaining_ids, status=MessageStatus.PENDING).update(claimed_by="", claimed_at=None)
+            return False
+        Message.objects.filter(id__in=[m.id for m in next_group]).update(
+            status=MessageStatus.SENDING,
+            claimed_at=now,
+            smtp_message_id=Concat(Value("<"), Cast("id", CharField()), Value(message_id_suffix), output_field=CharField()),
         )
-        Delivery.objects.filter(pk=delivery_id).update(
-            processed=F("processed") + len(outcomes),
-            success=F("success") + sent,
-            errors=F("errors") + len(outcomes) - sent,
-            updated_at=timezone.now(),
-        )
-        for outcome in outcomes:
-            if outcome.bounce_hard is not None and outcome.message.profile_id:
-                profile_record_bounce(profile_id=outcome.message.profile_id, hard=outcome.bounce_hard)
+    for message in next_group:
+        message.smtp_message_id = f"<{message.id}{message_id_suffix}"
+    return True
 
 
-def _send_one(delivery: Delivery, content: SendContent, message: Message, connection) -> _Outcome:
+def _failed(message: Message, exc: BaseException) -> _Outcome:
+    result = classify_exception(exc)
+    message.status = MessageStatus.FAILED
+    message.failure_type = result.failure_type
+    message.failure_reason = result.failure_reason
+    message.failure_detail = result.detail
     outcome = _Outcome(message)
+    if result.is_bounce and result.failure_type in (FailureType.HARD, FailureType.SOFT):
+        outcome.bounce_hard = result.failure_type == FailureType.HARD
+    return outcome
+
+
+def _hand_over(message: Message, email: EmailMessage, connection) -> _Outcome:
+    """Runs on the batch's sending thread: the only code that talks to the backend."""
     try:
-        email = _email_for(delivery, content, message, connection)
         connection.send_messages([email])
     except Exception as exc:
-        result = classify_exception(exc)
-        message.status = MessageStatus.FAILED
-        message.failure_type = result.failure_type
-        message.failure_reason = result.failure_reason
-        message.failure_detail = result.detail
-        if result.is_bounce and result.failure_type in (FailureType.HARD, FailureType.SOFT):
-            outcome.bounce_hard = result.failure_type == FailureType.HARD
         if is_connection_error(exc):
             connection.close()
             try:
                 connection.open()
             except OSError:
                 logger.warning("SMTP connection could not be reopened", exc_info=True)
-        return outcome
+        return _failed(message, exc)
     message.status = MessageStatus.SENT
-    message.sent_at = timezone.now()
-    return outcome
+    return _Outcome(message)
+
+
+def _submit_group(delivery: Delivery, content: SendContent, group: list[Message], connection, sender: ThreadPoolExecutor) -> list[Future | _Outcome]:
+    """Renders each message here and queues it on the sending thread, so rendering and database
+    writes overlap the SMTP round trips."""
+    pending: list[Future | _Outcome] = []
+    for message in group:
+        try:
+            email = _email_for(delivery, content, message, connection)
+        except Exception as exc:
+            pending.append(_failed(message, exc))
+            continue
+        pending.append(sender.submit(_hand_over, message, email, connection))
+    return pending
+
+
+def _collect(pending: list[Future | _Outcome]) -> list[_Outcome]:
+    return [item.result() if isinstance(item, Future) else item for item in pending]
 
 
 def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | None = None, connection=None) -> bool:
@@ -592,21 +685,34 @@ def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | Non
         return False
     content = send_content(delivery)
     messages = list(Message.objects.filter(id__in=claimed_ids).select_related("profile").order_by("id"))
+    # Message-ID: the message id plus a random part, so it is unique and known before the hand-over.
+    domain = delivery.from_email.rpartition("@")[2] or "beacon.local"
+    message_id_suffix = f".{uuid.uuid4().hex[:16]}@{domain}>"
     connection = connection or get_connection()
     connection.open()
+    # Groups handed to the sending thread and not yet recorded: at most two at any time, so a crash
+    # leaves at most 2 * SEND_FLUSH_SIZE messages uncertain (marked interrupted, never resent).
+    in_flight: deque[list[Future | _Outcome]] = deque()
+    outcomes: list[_Outcome] = []
     try:
-        for start in range(0, len(messages), SEND_FLUSH_SIZE):
-            group = messages[start : start + SEND_FLUSH_SIZE]
-            group_ids = [message.id for message in group]
-            with transaction.atomic():
-                status = Delivery.objects.select_for_update().filter(pk=delivery_id).values_list("status", flat=True).first()
-                if status != DeliveryStatus.SENDING:
-                    Message.objects.filter(id__in=[m.id for m in messages[start:]], status=MessageStatus.PENDING).update(
-                        claimed_by="", claimed_at=None
-                    )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beacon-smtp") as sender:
+            for start in range(0, len(messages), SEND_FLUSH_SIZE):
+                group = messages[start : start + SEND_FLUSH_SIZE]
+                if not _flush_and_advance(delivery_id, outcomes, group, claimed_ids[start:], message_id_suffix):
+                    # Paused or cancelled: what was already handed over completes and is recorded.
+                    _flush_and_advance(delivery_id, [o for p in in_flight for o in _collect(p)], [], [], message_id_suffix)
                     return False
-                Message.objects.filter(id__in=group_ids).update(status=MessageStatus.SENDING, claimed_at=timezone.now())
-            _flush(delivery_id, [_send_one(delivery, content, message, connection) for message in group])
+                in_flight.append(_submit_group(delivery, content, group, connection, sender))
+                outcomes = _collect(in_flight.popleft()) if len(in_flight) > 1 else []
+            outcomes += [o for p in in_flight for o in _collect(p)]
+            in_flight.clear()
+            _flush_and_advance(delivery_id, outcomes, [], [], message_id_suffix)
+    except BaseException:
+        for pending in in_flight:
+            for item in pending:
+                if isinstance(item, Future):
+                    item.cancel()
+        raise
     finally:
         connection.close()
     return not _finish_if_done(delivery_id)

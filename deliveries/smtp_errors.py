@@ -35,7 +35,7 @@ RULES: list[tuple[str | None, str | None, str | None, str]] = [
     ("4.7.", None, FailureType.SOFT, FailureReason.REFUSED),
     (None, r"quota|mailbox (is )?full|insufficient storage", None, FailureReason.MAILBOX_FULL),
     (None, r"user unknown|no such user|unknown user|does not exist|mailbox unavailable|recipient rejected", None, FailureReason.USER_UNKNOWN),
-    (None, r"domain not found|host not found|no mx|dns|unrouteable", None, FailureReason.INVALID_DOMAIN),
+    (None, r"(host|domain)( name)? not found|name service error|no mx|dns|unrouteable", None, FailureReason.INVALID_DOMAIN),
     (None, r"disabled|inactive|suspended", None, FailureReason.ACCOUNT_DISABLED),
     (None, r"spam|blocked|policy|denied|blacklist|blocklist", None, FailureReason.REFUSED),
 ]

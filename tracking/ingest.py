@@ -32,7 +32,7 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from tracking import lookups, machine
 from tracking.lookups import TTLCache
@@ -291,8 +291,8 @@ def _flag_bursts(rows: list[tuple]) -> None:
 def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
-    No transaction spans the statements: each is idempotent, so a failure part-way is repaired by
-    storing the batch again. With `parse_user_agents`, new user agents are queued for parsing (the
+    The insert and the burst check of a batch commit together, so no reader sees a burst unflagged;
+    the user-agent rows commit on their own (idempotent, like everything here). With `parse_user_agents`, new user agents are queued for parsing (the
     consumer does; a request handler does not, and leaves them to the periodic task).
     """
     unparsed: list[int] = []
@@ -300,8 +300,9 @@ def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None
         batch = events[start : start + STORE_BATCH_SIZE]
         user_agent_ids, new_unparsed = _resolve_user_agents({event["ua"] for event in batch if event.get("ua")})
         rows = _rows(batch, user_agent_ids)
-        _insert_rows(rows)
-        _flag_bursts(rows)
+        with transaction.atomic(savepoint=False):
+            _insert_rows(rows)
+            _flag_bursts(rows)
         unparsed.extend(new_unparsed)
     if parse_user_agents and unparsed:
         from tracking.tasks import parse_user_agents as parse_task

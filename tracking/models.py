@@ -3,6 +3,8 @@ import uuid
 
 from django.db import models
 
+from profiles.models import Profile
+
 
 class TrackingMode(models.TextChoices):
     TRACKED = "tracked", "Tracked"
@@ -111,3 +113,12 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class ProfileTracking(Profile):
+    """A profile seen through its tracking events: the admin's profile Tracking tab."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "profile tracking"
+        verbose_name_plural = "profile tracking"

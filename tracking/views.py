@@ -5,11 +5,14 @@ names nothing gets the same plain 404 page, never a redirect. The handlers build
 and read only through the per-process caches of ``tracking.lookups``; ``tracking.ingest`` takes the
 event. Only ``POST /u/`` changes state (RFC 8058 one-click): mail scanners fetch every link with GET.
 """
+import functools
 import ipaddress
 import json
+import logging
 import uuid
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -20,6 +23,8 @@ from tracking import lookups, machine
 from tracking.ingest import EventNotStored, event_payload, event_submit
 from tracking.models import EventType, TrackingMode
 from tracking.tokens import Purpose, read_token
+
+logger = logging.getLogger(__name__)
 
 # A 1x1 transparent GIF.
 PIXEL_GIF = bytes.fromhex(
@@ -44,6 +49,20 @@ def unavailable(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("Temporarily unavailable, please try again.", status=503, content_type="text/plain")
     response["Retry-After"] = "5"
     return response
+
+
+def database_failure_is_503(view):
+    """A lookup the cache cannot answer while the database is down: 503 (retry), never a 500."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except DatabaseError:
+            logger.warning("Database unavailable for a tracking lookup", exc_info=True)
+            return unavailable(request)
+
+    return wrapper
 
 
 def anonymize_ip(raw: str) -> str | None:
@@ -121,6 +140,7 @@ def _message_and_url(token: str, purpose: Purpose, modes: tuple[str, ...], *, ur
 
 
 @require_http_methods(["GET", "HEAD"])
+@database_failure_is_503
 def click(request: HttpRequest, token: str) -> HttpResponse:
     found = _message_and_url(token, Purpose.CLICK, (TrackingMode.TRACKED, TrackingMode.HONEYPOT), url_required=True)
     if found is None:
@@ -174,6 +194,7 @@ def _pixel() -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD"])
+@database_failure_is_503
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     data = read_token(token, Purpose.OPEN)
     message = lookups.message_info(data.message_id) if data is not None else None
@@ -204,6 +225,7 @@ MIRROR_CSP = (
 
 
 @require_http_methods(["GET"])
+@database_failure_is_503
 def mirror(request: HttpRequest, token: str) -> HttpResponse:
     found = _message_and_url(token, Purpose.MIRROR, (TrackingMode.MIRROR,), url_required=False)
     if found is None:
@@ -244,6 +266,7 @@ def mirror(request: HttpRequest, token: str) -> HttpResponse:
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@database_failure_is_503
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows the page (scanners fetch links: it changes nothing); POST opts out (RFC 8058)."""
     from tracking.services import message_opt_out
@@ -299,6 +322,7 @@ def web_tag(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET"])
+@database_failure_is_503
 def web_pixel(request: HttpRequest) -> HttpResponse:
     """A page visit (or, with `amount`, a transaction) of a visitor who came from a tracked click."""
     if wants_no_tracking(request) or WEB_OPT_OUT_COOKIE in request.COOKIES:

@@ -1,9 +1,12 @@
 import re
+import smtplib
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.utils import timezone
 
 from beacon.exceptions import TransitionNotAllowed
 from deliveries import services
@@ -190,8 +193,8 @@ def test_killed_worker_never_sends_a_second_copy(settings):
     messages = list(Message.objects.filter(delivery=delivery))
     interrupted = [m for m in messages if m.failure_reason == FailureReason.INTERRUPTED]
     sent = [m for m in messages if m.status == MessageStatus.SENT]
-    # The group in flight (the 26th message and the rest of its flush group) is uncertain.
-    assert 1 <= len(interrupted) <= services.SEND_FLUSH_SIZE
+    # The groups in flight (the 26th message, the rest of its group, the group queued after) are uncertain.
+    assert 1 <= len(interrupted) <= 2 * services.SEND_FLUSH_SIZE
     assert all(m.status == MessageStatus.FAILED and m.email not in recipients[25:] for m in interrupted)
     assert len(sent) + len(interrupted) == 50
     # Every address got exactly one copy, except uncertain ones, which got at most one (here: those
@@ -204,29 +207,32 @@ def test_killed_worker_never_sends_a_second_copy(settings):
     )
 
 
-class PausingBackend(LocmemBackend):
-    """Pauses (or cancels) the delivery from 'another request' after `after` messages."""
+@pytest.fixture
+def act_during_send(monkeypatch):
+    """Runs `action(delivery_id=...)`, as another request would, while the `after`-th message is built."""
 
-    def __init__(self, *args, delivery_id: int, after: int, action, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.delivery_id, self.after, self.action = delivery_id, after, action
+    def install(delivery_id: int, after: int, action):
+        built = []
+        email_for = services._email_for
 
-    def send_messages(self, messages):
-        sent = super().send_messages(messages)
-        if len(mail.outbox) == self.after:
-            self.action(delivery_id=self.delivery_id)
-        return sent
+        def email_for_then_act(*args, **kwargs):
+            built.append(1)
+            if len(built) == after:
+                action(delivery_id=delivery_id)
+            return email_for(*args, **kwargs)
+
+        monkeypatch.setattr(services, "_email_for", email_for_then_act)
+
+    return install
 
 
-def test_pause_and_resume_mid_send(django_capture_on_commit_callbacks):
+def test_pause_and_resume_mid_send(django_capture_on_commit_callbacks, act_during_send):
     delivery = make_delivery(ProfileFactory.create_batch(60))
     delivery.status = DeliveryStatus.SENDING
     delivery.save()
+    act_during_send(delivery.pk, 10, services.delivery_pause)
 
-    more = services.delivery_send_batch(
-        delivery_id=delivery.pk, task_id="t1",
-        connection=PausingBackend(delivery_id=delivery.pk, after=10, action=services.delivery_pause),
-    )
+    more = services.delivery_send_batch(delivery_id=delivery.pk, task_id="t1", connection=LocmemBackend())
 
     assert more is False
     delivery.refresh_from_db()
@@ -244,15 +250,13 @@ def test_pause_and_resume_mid_send(django_capture_on_commit_callbacks):
     assert [e.action for e in DeliveryAuditEntry.objects.filter(delivery=delivery)][-3:] == ["paused", "resumed", "finished"]
 
 
-def test_cancel_mid_send_stops_sending():
+def test_cancel_mid_send_stops_sending(act_during_send):
     delivery = make_delivery(ProfileFactory.create_batch(60))
     delivery.status = DeliveryStatus.SENDING
     delivery.save()
+    act_during_send(delivery.pk, 5, services.delivery_cancel)
 
-    services.delivery_send_batch(
-        delivery_id=delivery.pk, task_id="t1",
-        connection=PausingBackend(delivery_id=delivery.pk, after=5, action=services.delivery_cancel),
-    )
+    services.delivery_send_batch(delivery_id=delivery.pk, task_id="t1", connection=LocmemBackend())
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.CANCELLED
@@ -280,3 +284,101 @@ def test_proof_is_sent_personalized_and_not_counted(smtp_server):
     assert Message.objects.filter(delivery=delivery).count() == 2
     entry = DeliveryAuditEntry.objects.get(delivery=delivery, action="proof")
     assert entry.actor == actor and entry.details["emails"] == ["boss@example.com", "qa@example.com"]
+
+
+def test_claims_of_a_dead_worker_are_settled_after_the_lease():
+    delivery = make_delivery(ProfileFactory.create_batch(6))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+    long_ago = timezone.now() - services.CLAIM_LEASE - timedelta(minutes=1)
+    messages = list(Message.objects.filter(delivery=delivery).order_by("id"))
+    # A worker that died for good: two messages were being handed over, two only reserved.
+    Message.objects.filter(pk__in=[m.pk for m in messages[:2]]).update(status=MessageStatus.SENDING, claimed_by="dead", claimed_at=long_ago)
+    Message.objects.filter(pk__in=[m.pk for m in messages[2:4]]).update(claimed_by="dead", claimed_at=long_ago)
+
+    while services.delivery_send_batch(delivery_id=delivery.pk, task_id="another", connection=LocmemBackend()):
+        pass
+
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.email for m in messages[2:])
+    for message in messages[:2]:
+        message.refresh_from_db()
+        assert (message.status, message.failure_reason) == (MessageStatus.FAILED, FailureReason.INTERRUPTED)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.processed, delivery.success, delivery.errors) == (DeliveryStatus.FINISHED, 6, 4, 2)
+
+
+def test_a_fresh_claim_of_a_live_worker_is_left_alone():
+    delivery = make_delivery(ProfileFactory.create_batch(3))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+    busy = Message.objects.filter(delivery=delivery).first()
+    Message.objects.filter(pk=busy.pk).update(status=MessageStatus.SENDING, claimed_by="live", claimed_at=timezone.now())
+
+    services.delivery_send_batch(delivery_id=delivery.pk, task_id="other", connection=LocmemBackend())
+
+    busy.refresh_from_db()
+    assert (busy.status, busy.claimed_by) == (MessageStatus.SENDING, "live")
+    assert len(mail.outbox) == 2
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENDING  # finished by the live worker, not this one
+
+
+class FlakyBackend(LocmemBackend):
+    """The relay drops the connection while one given address is being sent."""
+
+    def __init__(self, *args, drop_for: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.drop_for = drop_for
+        self.reopened = 0
+
+    def open(self):
+        self.reopened += 1
+
+    def send_messages(self, messages):
+        if messages[0].to == [self.drop_for]:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+def test_a_dropped_connection_is_a_soft_error_and_sending_continues():
+    profiles = ProfileFactory.create_batch(4)
+    delivery = make_delivery(profiles)
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+    backend = FlakyBackend(drop_for=profiles[1].email)
+
+    services.delivery_send_batch(delivery_id=delivery.pk, task_id="t", connection=backend)
+
+    dropped = Message.objects.get(delivery=delivery, profile=profiles[1])
+    assert (dropped.status, dropped.failure_type, dropped.failure_reason) == (MessageStatus.FAILED, FailureType.SOFT, FailureReason.UNREACHABLE)
+    assert backend.reopened == 2
+    assert len(mail.outbox) == 3
+    profiles[1].refresh_from_db()
+    assert profiles[1].soft_bounce_count == 0  # our relay's trouble, not the address's
+
+
+def test_send_is_queued_only_when_the_transaction_commits(django_capture_on_commit_callbacks):
+    delivery = make_delivery(ProfileFactory.create_batch(2))
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.delivery_send(delivery_id=delivery.pk)
+
+    assert len(callbacks) == 1 and mail.outbox == []
+    callbacks[0]()
+    assert len(mail.outbox) == 2
+
+
+def test_mirror_rendering_of_a_text_only_message_matches_what_was_sent():
+    profile = ProfileFactory(email_format=EmailFormat.TEXT, first_name="Zoé")
+    delivery = make_delivery([profile])
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+    services.delivery_send_batch(delivery_id=delivery.pk, task_id="t", connection=LocmemBackend())
+    message = Message.objects.get(delivery=delivery)
+
+    rendered = services.message_render(message=message)
+
+    assert rendered.html == ""
+    assert rendered.text == mail.outbox[0].body
+    assert rendered.subject == "Hello Zoé" == mail.outbox[0].subject
+    assert mail.outbox[0].extra_headers["Message-ID"] == message.smtp_message_id

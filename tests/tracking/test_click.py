@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.tracking.conftest import BROWSER
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory
 from tracking import machine
 from tracking.models import EventType, TrackingEvent, TrackingMode, UserAgent
@@ -11,12 +12,6 @@ from tracking.views import BROWSER_COOKIE, WEB_COOKIE
 
 pytestmark = pytest.mark.django_db
 
-BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-
-
-@pytest.fixture
-def sent_message():
-    return MessageFactory(sent_at=timezone.now() - timedelta(hours=1))
 
 
 @pytest.fixture

@@ -1,21 +1,112 @@
-"""Creates the admin login (printed) for the embedded default; idempotent."""
+"""Creates the admin login (printed) and the demo data set for the embedded default; idempotent.
+
+Demo data: 50 profiles (a few text-only, one denylisted, one quarantined), a list, and a delivery
+analyzed and sent through the real services. The demo send goes to Django's in-memory backend, so
+the console is not flooded with 50 emails and nothing leaves the machine.
+"""
 import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.mail import get_connection
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
+
+from deliveries import services
+from deliveries.models import Delivery
+from profiles.models import EmailFormat, EmailStatus, List, ListMembership, Profile
+from tracking.demo import demo_tracking_activity
+
+LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DEMO_LIST = "Demo newsletter"
+DEMO_DELIVERY = "Demo: spring newsletter"
+FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger"]
+LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Dijkstra"]
+CITIES = ["Paris", "Lyon", "Berlin", "Madrid", "Oslo"]
+DEMO_HTML = """<html><body>
+<h1>Spring is here, {{ profile.first_name }}!</h1>
+<p>Our <a href="https://shop.example.com/spring-sale">spring sale</a> starts today.</p>
+<p><a href="https://shop.example.com/stores?city={{ profile.attributes.city }}" title="Stores near you">Find a store in {{ profile.attributes.city }}</a></p>
+<p><a href="https://blog.example.com/whats-new"><img src="https://blog.example.com/banner.png" alt="What's new"></a></p>
+<p>Questions? <a href="mailto:help@example.com">Write to us</a>.</p>
+<p><a href="{{ mirror_url }}">View this email in your browser</a> · <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
+</body></html>"""
+DEMO_TEXT = """Spring is here, {{ profile.first_name }}!
+
+Our spring sale starts today: https://shop.example.com/spring-sale
+Find a store: https://shop.example.com/stores?city={{ profile.attributes.city }}
+
+Unsubscribe: {{ unsubscribe_url }}
+"""
 
 
 class Command(BaseCommand):
     help = "Create the admin login and the demo data set (idempotent)."
 
     def handle(self, *args, **options):
+        admin = self._admin()
+        self._demo_delivery(admin)
+
+    def _admin(self):
         password_file = settings.BASE_DIR / "var" / "admin-password.txt"
         User = get_user_model()
-        if not User.objects.filter(username="admin").exists():
+        admin = User.objects.filter(username="admin").first()
+        if admin is None:
             password = secrets.token_urlsafe(12)
-            User.objects.create_superuser("admin", "admin@localhost", password)
+            admin = User.objects.create_superuser("admin", "admin@localhost", password)
             password_file.parent.mkdir(parents=True, exist_ok=True)
             password_file.write_text(password)
         password = password_file.read_text().strip() if password_file.exists() else "(set at first run)"
         self.stdout.write(self.style.SUCCESS(f"Admin login: admin / {password}"))
+        return admin
+
+    def _demo_profiles(self) -> list[Profile]:
+        profiles = []
+        for number in range(50):
+            first, last = FIRST_NAMES[number % 10], LAST_NAMES[(number // 10 + number) % 10]
+            profiles.append(
+                Profile(
+                    email=f"{first}.{last}.{number}@demo.example.com".lower(),
+                    first_name=first,
+                    last_name=last,
+                    attributes={"city": CITIES[number % len(CITIES)]},
+                    email_format=EmailFormat.TEXT if number % 12 == 5 else EmailFormat.HTML,
+                    email_status=(
+                        EmailStatus.DENYLISTED if number == 7 else EmailStatus.QUARANTINED if number == 13 else EmailStatus.VALID
+                    ),
+                )
+            )
+        Profile.objects.bulk_create(profiles, ignore_conflicts=True)
+        return list(Profile.objects.filter(email__in=[p.email for p in profiles]))
+
+    def _demo_delivery(self, admin) -> None:
+        if Delivery.objects.filter(label=DEMO_DELIVERY).exists():
+            return
+        demo_list, _ = List.objects.get_or_create(name=DEMO_LIST, defaults={"description": "Demo audience"})
+        ListMembership.objects.bulk_create(
+            [ListMembership(list=demo_list, profile=profile) for profile in self._demo_profiles()], ignore_conflicts=True
+        )
+        delivery = services.delivery_create(
+            actor=admin,
+            lists=[demo_list],
+            label=DEMO_DELIVERY,
+            subject="Spring is here, {{ profile.first_name }}",
+            from_email="news@demo.example.com",
+            reply_to="help@demo.example.com",
+            html=DEMO_HTML,
+            text=DEMO_TEXT,
+        )
+        services.delivery_analyze(delivery_id=delivery.pk, actor=admin)
+        with override_settings(EMAIL_BACKEND=LOCMEM_BACKEND):
+            services.delivery_send(delivery_id=delivery.pk, actor=admin)
+            # Without a worker (tasks not eager), finish the demo send here.
+            while services.delivery_send_batch(
+                delivery_id=delivery.pk, task_id="beacon-demo", connection=get_connection(LOCMEM_BACKEND)
+            ):
+                pass
+        delivery.refresh_from_db()
+        demo_tracking_activity(delivery_id=delivery.pk)
+        self.stdout.write(
+            f"Demo delivery '{delivery.label}': {delivery.status}, {delivery.success} sent, "
+            f"{sum(delivery.excluded_by_cause.values())} excluded."
+        )

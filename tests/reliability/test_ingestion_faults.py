@@ -1,0 +1,143 @@
+"""Faults during a stream of clicks: every 302 answered is exactly one stored event.
+
+Run against the real Redis and PostgreSQL in CI (.ci/run). Redis is a private redis-server started by
+the test (persisting like production must), so stopping it never disturbs the shared server.
+"""
+import itertools
+
+import pytest
+from django.db import DatabaseError
+from django.test import Client
+
+from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
+from tests.reliability.conftest import database_down
+from tracking import ingest
+from tracking.models import EventType, TrackingEvent
+from tracking.tokens import Purpose, make_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+]
+
+
+@pytest.fixture
+def click_paths(settings, tmp_path):
+    settings.BEACON_SPOOL_DIR = tmp_path / "spool"
+    settings.BEACON_MACHINE_CLICK_SECONDS = 0
+    delivery = DeliveryFactory()
+    urls = [TrackedUrlFactory(delivery=delivery) for _ in range(4)]
+    messages = [MessageFactory(delivery=delivery) for _ in range(10)]
+    return [f"/r/{make_token(Purpose.CLICK, m.id, u.id)}" for m in messages for u in urls]
+
+
+class ClickStream:
+    """Clicks links in turn from several browsers and counts the 302s."""
+
+    def __init__(self, paths) -> None:
+        self.paths = itertools.cycle(paths)
+        self.clients = itertools.cycle([Client() for _ in USER_AGENTS])
+        self.agents = itertools.cycle(USER_AGENTS)
+        self.redirects = 0
+        self.refused = 0
+
+    def click(self, count: int) -> None:
+        for _ in range(count):
+            response = next(self.clients).get(next(self.paths), HTTP_USER_AGENT=next(self.agents))
+            if response.status_code == 302:
+                self.redirects += 1
+            else:
+                assert response.status_code == 503 and "Location" not in response
+                self.refused += 1
+
+
+def stored_clicks() -> int:
+    return TrackingEvent.objects.filter(type=EventType.CLICK).count()
+
+
+def drain(consumer: str = "survivor") -> None:
+    while ingest.stream_consume_batch(consumer=consumer, batch_size=50, block_ms=10, reclaim_idle_ms=0):
+        pass
+
+
+def test_redis_stopped_and_started_again_during_clicks(settings, private_redis, click_paths, monkeypatch):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    monkeypatch.setattr(ingest, "REDIS_RETRY_SECONDS", 0.0)
+    stream = ClickStream(click_paths)
+    stream.click(40)
+    ingest.stream_consume_batch(consumer="c1", batch_size=25)
+    stream.click(20)  # left in the stream when Redis stops
+
+    private_redis.stop()
+    stream.click(40)  # written directly while Redis is down
+    assert stored_clicks() == 25 + 40
+
+    private_redis.start()
+    stream.click(40)
+    drain()
+
+    assert stream.redirects == 140 and stream.refused == 0
+    assert stored_clicks() == stream.redirects
+
+
+def test_consumer_killed_between_insert_and_acknowledgement(settings, private_redis, click_paths, monkeypatch):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    stream = ClickStream(click_paths)
+    stream.click(60)
+
+    def killed(*args):
+        raise SystemExit("consumer killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "_acknowledge", killed)
+        with pytest.raises(SystemExit):
+            ingest.stream_consume_batch(consumer="doomed", batch_size=45)
+    assert stored_clicks() == 45
+    stream.click(30)
+
+    drain("survivor")
+
+    assert stream.redirects == 90
+    assert stored_clicks() == stream.redirects
+    assert TrackingEvent.objects.values("event_id").distinct().count() == stream.redirects
+
+
+def test_database_down_without_redis_spools_then_replays(settings, click_paths):
+    stream = ClickStream(click_paths)
+    stream.click(len(click_paths))  # every link clicked once: the lookups are cached
+    with database_down():
+        stream.click(50)
+    assert stored_clicks() == len(click_paths)
+
+    assert ingest.spool_replay() == 50
+    assert ingest.spool_replay() == 0
+    assert stream.redirects == len(click_paths) + 50 and stream.refused == 0
+    assert stored_clicks() == stream.redirects
+
+
+def test_database_down_refuses_what_it_cannot_resolve(settings, click_paths):
+    stream = ClickStream(click_paths[:5])
+    stream.click(5)
+    with database_down():
+        cold = ClickStream(click_paths[20:25])
+        cold.click(5)  # messages never seen: cannot be resolved, so 503, not acknowledged
+        stream.click(5)
+    assert cold.refused == 5 and cold.redirects == 0
+    ingest.spool_replay()
+    assert stored_clicks() == stream.redirects == 10
+
+
+def test_database_down_with_redis_keeps_events_pending_until_it_returns(settings, private_redis, click_paths):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    stream = ClickStream(click_paths)
+    stream.click(len(click_paths))
+    with database_down():
+        stream.click(30)
+        with pytest.raises(DatabaseError):
+            ingest.stream_consume_batch(consumer="c1", batch_size=100)
+    drain()
+    assert stream.redirects == len(click_paths) + 30
+    assert stored_clicks() == stream.redirects

@@ -1,0 +1,139 @@
+import json
+
+import pytest
+import redis
+from django.db import OperationalError
+
+from tests.tracking.conftest import BROWSER
+from tests.factories import TrackedUrlFactory
+from tracking import ingest
+from tracking.models import EventType, TrackingEvent
+from tracking.tokens import Purpose, make_token
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stream(settings, redis_url):
+    settings.BEACON_EVENT_REDIS_URL = redis_url
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def click_path(sent_message):
+    url = TrackedUrlFactory(delivery=sent_message.delivery, url="https://shop.example.com/")
+    return f"/r/{make_token(Purpose.CLICK, sent_message.id, url.id)}"
+
+
+def test_with_redis_a_warm_click_makes_no_query_and_the_consumer_stores_it(
+    client, stream, click_path, django_assert_num_queries
+):
+    client.get(click_path, HTTP_USER_AGENT=BROWSER)
+    with django_assert_num_queries(0):
+        assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert stream.xlen("beacon:events") == 2
+    assert TrackingEvent.objects.count() == 0
+
+    assert ingest.stream_consume_batch(consumer="test") == 2
+    assert TrackingEvent.objects.filter(type=EventType.CLICK).count() == 2
+    assert stream.xlen("beacon:events") == 0
+    assert stream.xpending("beacon:events", "beacon-ingest")["pending"] == 0
+
+
+def test_consumer_killed_after_insert_before_ack_is_reclaimed_without_duplicates(
+    client, stream, click_path, monkeypatch
+):
+    for _ in range(5):
+        client.get(click_path, HTTP_USER_AGENT=BROWSER)
+
+    def die(*args):
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "_acknowledge", die)
+        with pytest.raises(SystemExit):
+            ingest.stream_consume_batch(consumer="dead")
+    assert TrackingEvent.objects.count() == 5
+    assert stream.xpending("beacon:events", "beacon-ingest")["pending"] == 5
+
+    # Not yet idle long enough: a live consumer leaves them to their owner.
+    assert ingest.stream_consume_batch(consumer="alive", block_ms=10) == 0
+    assert ingest.stream_consume_batch(consumer="alive", reclaim_idle_ms=0) == 5
+    assert TrackingEvent.objects.count() == 5
+    assert stream.xpending("beacon:events", "beacon-ingest")["pending"] == 0
+
+
+def test_consumer_keeps_entries_when_the_database_fails(client, stream, click_path, monkeypatch):
+    client.get(click_path, HTTP_USER_AGENT=BROWSER)
+
+    def database_down(events, **kwargs):
+        raise OperationalError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "events_store", database_down)
+        with pytest.raises(OperationalError):
+            ingest.stream_consume_batch(consumer="c1")
+    assert ingest.stream_consume_batch(consumer="c1", reclaim_idle_ms=0) == 1
+    assert TrackingEvent.objects.count() == 1
+
+
+def test_malformed_entries_are_dropped_and_acknowledged(stream):
+    stream.xadd("beacon:events", {"e": "{not json"})
+    stream.xadd("beacon:events", {"x": "1"})
+    assert ingest.stream_consume_batch(consumer="c1") == 2
+    assert TrackingEvent.objects.count() == 0
+    assert stream.xlen("beacon:events") == 0
+
+
+def test_unreachable_redis_falls_back_to_a_direct_write(client, settings, click_path):
+    settings.BEACON_EVENT_REDIS_URL = "redis://127.0.0.1:1/0"
+    assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert TrackingEvent.objects.count() == 2
+
+
+def test_database_down_spools_and_replay_stores_once(client, settings, tmp_path, click_path, monkeypatch):
+    settings.BEACON_SPOOL_DIR = tmp_path
+    client.get(click_path, HTTP_USER_AGENT=BROWSER)
+
+    def database_down(events, **kwargs):
+        raise OperationalError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "events_store", database_down)
+        for _ in range(3):
+            assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    [spool] = tmp_path.glob("*.jsonl")
+    lines = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert len(lines) == 3 and {line["ty"] for line in lines} == {"click"}
+    assert TrackingEvent.objects.count() == 1
+
+    assert ingest.spool_replay() == 3
+    assert TrackingEvent.objects.count() == 4
+    assert list(tmp_path.iterdir()) == []
+    # A replay that died before deleting its file is replayed again without duplicates.
+    spool.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert ingest.spool_replay() == 3
+    assert TrackingEvent.objects.count() == 4
+
+
+def test_nothing_stored_anywhere_means_503_not_a_redirect(client, settings, tmp_path, click_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings.BEACON_SPOOL_DIR = blocker / "spool"
+
+    def database_down(events, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ingest, "events_store", database_down)
+    response = client.get(click_path, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 503 and "Location" not in response
+
+
+def test_events_store_is_idempotent_by_event_id(sent_message):
+    event = ingest.event_payload(
+        type=EventType.OPEN, delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None
+    )
+    ingest.events_store([event, dict(event)])
+    ingest.events_store([event])
+    assert TrackingEvent.objects.count() == 1

@@ -1,0 +1,51 @@
+import pytest
+
+from tests.factories import UserAgentFactory
+from tracking import ingest
+from tracking.models import DeviceType, UserAgent
+from tracking.services import user_agents_parse
+
+pytestmark = pytest.mark.django_db
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+IPAD = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1"
+WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+GOOGLEBOT = "Googlebot/2.1 (+http://www.google.com/bot.html)"
+
+
+@pytest.mark.parametrize(
+    "raw, os_family, browser, device_type, is_bot",
+    [
+        (IPHONE, "iOS", "Mobile Safari", DeviceType.MOBILE, False),
+        (IPAD, "iOS", "Mobile Safari", DeviceType.TABLET, False),
+        (WINDOWS, "Windows", "Chrome", DeviceType.DESKTOP, False),
+        (GOOGLEBOT, "Other", "Googlebot", DeviceType.BOT, True),
+    ],
+)
+def test_user_agents_are_parsed_once(raw, os_family, browser, device_type, is_bot):
+    agent = UserAgentFactory(raw=raw)
+    assert user_agents_parse() == 1
+    agent.refresh_from_db()
+    assert (agent.os_family, agent.browser_family, agent.device_type, agent.is_bot) == (
+        os_family,
+        browser,
+        device_type,
+        is_bot,
+    )
+    assert agent.parsed_at is not None
+    assert user_agents_parse() == 0
+
+
+def test_the_consumer_queues_new_user_agents_for_parsing_and_reuses_rows(sent_message):
+    events = [
+        ingest.event_payload(
+            type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None, user_agent=ua
+        )
+        for ua in (IPHONE, IPHONE, WINDOWS)
+    ]
+    ingest.events_store(events, parse_user_agents=True)
+    assert UserAgent.objects.count() == 2
+    assert not UserAgent.objects.filter(parsed_at__isnull=True).exists()

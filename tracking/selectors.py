@@ -1,0 +1,76 @@
+"""Reads of tracking events: the profile Tracking tab, the events API, the admin."""
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from deliveries.models import Delivery
+from tracking.models import TrackingEvent
+
+# The sort keys the profile Tracking tab offers, and the columns they sort on.
+PROFILE_TRACKING_ORDERINGS = {
+    "logged_at": ("logged_at", "id"),
+    "-logged_at": ("-logged_at", "-id"),
+    "type": ("type", "-logged_at", "-id"),
+    "-type": ("-type", "-logged_at", "-id"),
+    "delivery": ("delivery__label", "-logged_at", "-id"),
+    "-delivery": ("-delivery__label", "-logged_at", "-id"),
+}
+
+
+def events_filter(
+    *,
+    delivery_id: int | None = None,
+    profile_id: int | None = None,
+    types: list[str] | None = None,
+    machine: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    existing_deliveries_only: bool = False,
+) -> QuerySet[TrackingEvent]:
+    """Events matching the filters, with their delivery, URL and user agent joined in."""
+    events = TrackingEvent.objects.select_related("delivery", "tracked_url", "user_agent")
+    if delivery_id is not None:
+        events = events.filter(delivery_id=delivery_id)
+    if profile_id is not None:
+        events = events.filter(profile_id=profile_id)
+    if types:
+        events = events.filter(type__in=types)
+    if machine is not None:
+        events = events.filter(is_machine=machine)
+    if since is not None:
+        events = events.filter(logged_at__gte=since)
+    if until is not None:
+        events = events.filter(logged_at__lt=until)
+    if existing_deliveries_only:
+        # Events keep no foreign-key constraint: a deleted delivery leaves them behind.
+        events = events.filter(Exists(Delivery.objects.filter(pk=OuterRef("delivery_id"))))
+    return events
+
+
+def profile_tracking(
+    *,
+    profile_id: int,
+    types: list[str] | None = None,
+    machine: bool | None = None,
+    delivery_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    ordering: str = "-logged_at",
+) -> QuerySet[TrackingEvent]:
+    """Every event of a profile across the deliveries that still exist [Campaign: Tracking tab]."""
+    return events_filter(
+        profile_id=profile_id,
+        types=types,
+        machine=machine,
+        delivery_id=delivery_id,
+        since=since,
+        until=until,
+        existing_deliveries_only=True,
+    ).order_by(*PROFILE_TRACKING_ORDERINGS[ordering])
+
+
+def event_url(event: TrackingEvent) -> str:
+    """What the event was about: the visited page for web events, else the clicked link's URL."""
+    if event.page_url:
+        return event.page_url
+    return event.tracked_url.url if event.tracked_url_id and event.tracked_url else ""
