@@ -1,12 +1,13 @@
 """REST API for deliveries (`/api/deliveries/`): CRUD while draft or ready, the actions, the delivery
 log (`messages/`) and the links (`tracked-urls/`). Every write goes through `deliveries.services`."""
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from deliveries import selectors, services
-from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus
 from profiles.models import List
 from tracking.models import TrackedUrl
 
@@ -50,6 +51,14 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "sent_at"]
 
 
+class AuditEntryOutputSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DeliveryAuditEntry
+        fields = ["id", "action", "actor", "at", "details"]
+
+
 class TrackedUrlOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrackedUrl
@@ -90,12 +99,14 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         return self._answer(self._delivery(pk).pk)
 
+    @extend_schema(request=DeliveryInputSerializer, responses={201: DeliveryOutputSerializer})
     def create(self, request):
         data = DeliveryInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         delivery = services.delivery_create(actor=request.user, **data.validated_data)
         return self._answer(delivery.pk, status.HTTP_201_CREATED)
 
+    @extend_schema(request=DeliveryInputSerializer, responses=DeliveryOutputSerializer)
     def update(self, request, pk=None, partial=False):
         delivery = self._delivery(pk)
         data = DeliveryInputSerializer(data=request.data, partial=partial)
@@ -103,6 +114,7 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         services.delivery_update(delivery_id=delivery.pk, actor=request.user, **data.validated_data)
         return self._answer(delivery.pk)
 
+    @extend_schema(request=DeliveryInputSerializer, responses=DeliveryOutputSerializer)
     def partial_update(self, request, pk=None):
         return self.update(request, pk=pk, partial=True)
 
@@ -110,31 +122,37 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         services.delivery_delete(delivery_id=self._delivery(pk).pk, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])
     def analyze(self, request, pk=None):
         delivery = services.delivery_analyze(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk)
 
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
         delivery = services.delivery_send(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         delivery = services.delivery_pause(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk)
 
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         delivery = services.delivery_resume(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         delivery = services.delivery_cancel(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk)
 
+    @extend_schema(request=ProofInputSerializer, responses={200: dict})
     @action(detail=True, methods=["post"])
     def proof(self, request, pk=None):
         """`{emails: [...]}`: sends a proof to each address (not counted, no delivery log rows)."""
@@ -145,6 +163,7 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         )
         return Response({"sent": sent})
 
+    @extend_schema(responses=MessageOutputSerializer(many=True))
     @action(detail=True, methods=["get"])
     def messages(self, request, pk=None):
         """The delivery log; `?status=` one of pending, sending, sent, failed, ignored."""
@@ -154,11 +173,19 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         queryset = selectors.delivery_messages(delivery_id=self._delivery(pk).pk, status=wanted)
         return self._page(request, queryset, MessageOutputSerializer)
 
+    @extend_schema(responses=AuditEntryOutputSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def audit(self, request, pk=None):
+        """Who created, changed, analyzed, sent, paused, resumed, cancelled the delivery, and when."""
+        return self._page(request, selectors.delivery_audit(delivery_id=self._delivery(pk).pk), AuditEntryOutputSerializer)
+
+    @extend_schema(operation_id="deliveries_tracked_urls_list", responses=TrackedUrlOutputSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="tracked-urls")
     def tracked_urls(self, request, pk=None):
         queryset = selectors.delivery_tracked_urls(delivery_id=self._delivery(pk).pk)
         return self._page(request, queryset, TrackedUrlOutputSerializer)
 
+    @extend_schema(request=TrackedUrlInputSerializer, responses=TrackedUrlOutputSerializer)
     @action(detail=True, methods=["get", "patch"], url_path=r"tracked-urls/(?P<url_id>[0-9]+)")
     def tracked_url(self, request, pk=None, url_id=None):
         """PATCH `{label, category}`: links with the same label count together in reports."""

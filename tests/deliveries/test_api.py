@@ -54,6 +54,10 @@ def test_whole_flow_with_a_real_token(django_capture_on_commit_callbacks):
     assert set(messages["results"][0]) >= {"profile", "email", "status", "failure_type", "failure_reason", "sent_at"}
     assert client.get(f"/api/deliveries/{delivery_id}/messages/?status=failed").json()["count"] == 0
     assert client.patch(f"/api/deliveries/{delivery_id}/", {"label": "x"}, format="json").status_code == 409
+    audit = client.get(f"/api/deliveries/{delivery_id}/audit/").json()["results"]
+    assert [(e["action"], e["actor"]) for e in audit] == [
+        ("created", user.username), ("analyzed", user.username), ("sent", user.username), ("finished", None)
+    ]
     assert client.delete(f"/api/deliveries/{delivery_id}/").status_code == 409
 
 
