@@ -195,9 +195,8 @@ def _consolidate_batch(state: ConsolidationState, batch_size: int) -> tuple[int,
     # The ids of the batch are read once into a table, and the batch is exactly those rows: an id that
     # commits meanwhile stays in its gap, for the next run.
     _execute(f"DROP TABLE IF EXISTS {BATCH_IDS}")
-    _execute(
-        f"CREATE TEMPORARY TABLE {BATCH_IDS} AS SELECT id FROM tracking_trackingevent WHERE id > %s ORDER BY id LIMIT %s",
-        [state.pointer, batch_size],
+    _create_temporary(
+        BATCH_IDS, "SELECT id FROM tracking_trackingevent WHERE id > %s ORDER BY id LIMIT %s", [state.pointer, batch_size]
     )
     for chunk in _chunks(gaps, 100):
         ranges = " OR ".join(f"id BETWEEN {int(gap.first_id)} AND {int(gap.last_id)}" for gap in chunk)
@@ -216,7 +215,8 @@ def _consolidate_batch(state: ConsolidationState, batch_size: int) -> tuple[int,
     ConsolidationGap.objects.bulk_create(new_gaps)
 
     if ids:
-        _apply_event_batch(f"e.id IN (SELECT id FROM {BATCH_IDS})", [])
+        # The bounds let the planner read a range of the primary key rather than the whole table.
+        _apply_event_batch(f"e.id BETWEEN %s AND %s AND e.id IN (SELECT id FROM {BATCH_IDS})", [ids[0], ids[-1]])
     _execute(f"DROP TABLE {BATCH_IDS}")
     if new_ids:
         state.pointer = new_ids[-1]
@@ -317,6 +317,41 @@ LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
 PERSON_DOMAINS = (("domain", False), ("human_domain", True))
 
 
+MESSAGE_COLUMNS = (
+    "delivery_id, message_id, domain, opens, human_opens, clicks, human_clicks, "
+    "first_open_at, first_human_open_at, first_click_at, first_human_click_at"
+)
+# Per message of the batch: its counts and first times (a counted click implies an open).
+MESSAGES_OF_BATCH = (
+    "SELECT delivery_id, message_id, MAX(domain) AS domain, "
+    "SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END) AS opens, "
+    f"SUM(CASE WHEN type = 'open' AND {HUMAN} THEN 1 ELSE 0 END) AS human_opens, "
+    "SUM(is_click) AS clicks, "
+    f"SUM(CASE WHEN is_click = 1 AND {HUMAN} THEN 1 ELSE 0 END) AS human_clicks, "
+    "MIN(logged_at) AS first_open_at, "
+    f"MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_open_at, "
+    "MIN(CASE WHEN is_click = 1 THEN logged_at END) AS first_click_at, "
+    f"MIN(CASE WHEN is_click = 1 AND {HUMAN} THEN logged_at END) AS first_human_click_at "
+    f"FROM {BATCH} WHERE message_id IS NOT NULL AND (type = 'open' OR is_click = 1) GROUP BY delivery_id, message_id"
+)
+LINK_COLUMNS = "delivery_id, message_id, tracked_url_id, first_click_at, first_human_click_at"
+LINKS_OF_BATCH = (
+    "SELECT delivery_id, message_id, tracked_url_id, "
+    f"MIN(logged_at) AS first_click_at, MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_click_at "
+    f"FROM {BATCH} WHERE is_click = 1 AND message_id IS NOT NULL AND tracked_url_id IS NOT NULL "
+    "GROUP BY delivery_id, message_id, tracked_url_id"
+)
+PERSON_COLUMNS = "delivery_id, person_key, domain, human_domain"
+
+
+def _persons_of_batch() -> str:
+    return (
+        f"SELECT delivery_id, {PERSON_KEY} AS person_key, MIN({_sql_binary('domain')}) AS domain, "
+        f"MIN({_sql_binary(f'CASE WHEN {HUMAN} THEN domain END')}) AS human_domain "
+        f"FROM {BATCH} WHERE is_click = 1 AND {PERSON_KEY} IS NOT NULL GROUP BY delivery_id, {PERSON_KEY}"
+    )
+
+
 def _fetch(sql: str, params: list | None = None) -> list[tuple]:
     # Always pass a list: the backends only unescape `%%` when parameters are given.
     with connection.cursor() as cursor:
@@ -329,27 +364,38 @@ def _execute(sql: str, params: list | None = None) -> None:
         cursor.execute(sql, params or [])
 
 
+def _create_temporary(table: str, select_sql: str, params: list | None = None) -> None:
+    _execute(f"CREATE TEMPORARY TABLE {table} AS {select_sql}", params)
+    if _is_postgresql():
+        # Temporary tables get no statistics by themselves: without them the planner may scan a whole
+        # rollup table where a few index lookups per batch row do.
+        _execute(f"ANALYZE {table}")
+
+
 def _sql_smallest(current: str, new: str, *, text: bool = False) -> str:
     """The smaller of two nullable values (NULL: none); text compares by code point, as Python does."""
     less = f"{_sql_binary(new)} < {_sql_binary(current)}" if text else f"{new} < {current}"
     return f"CASE WHEN {current} IS NULL THEN {new} WHEN {new} IS NULL THEN {current} WHEN {less} THEN {new} ELSE {current} END"
 
 
-def _apply_event_batch(condition: str, params: list) -> None:
+def _apply_event_batch(condition: str, params: list, *, rebuilt_delivery_id: int | None = None) -> None:
     """Merges the events matching `condition` (SQL on `e`, the events table) into the rollups.
 
     Set-based: the batch is read once into a temporary table with each event's recipient domain and
     whether it counts as a click; additive counters are summed per key; per-message, per-link and
     per-person first times are merged with upserts, and the first times that appear or move earlier are
     counted (joining the batch to the rows as they were) to move the distinct counters.
+
+    `rebuilt_delivery_id`: the batch is all the events of that delivery, whose rollups were just deleted;
+    its per-entity rows are inserted directly and the distinct counters counted from them.
     """
     if _is_postgresql():
         # Large hash aggregates in memory rather than spilled to disk; this transaction only.
         _execute("SET LOCAL work_mem = '256MB'")
     for table in TEMPORARY_TABLES:
         _execute(f"DROP TABLE IF EXISTS {table}")
-    _execute(
-        f"CREATE TEMPORARY TABLE {BATCH} AS "
+    _create_temporary(
+        BATCH,
         "SELECT e.delivery_id, e.message_id, e.type, e.logged_at, e.is_machine, e.tracked_url_id, e.user_agent_id, "
         f"e.browser_id, {_sql_domain('m.email')} AS domain, CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END AS is_click "
         "FROM tracking_trackingevent e "
@@ -361,9 +407,15 @@ def _apply_event_batch(condition: str, params: list) -> None:
     )
     deltas = _Deltas()
     _count_events(deltas)
-    _merge_messages(deltas)
-    _merge_links(deltas)
-    _merge_persons(deltas)
+    if rebuilt_delivery_id is None:
+        _merge_messages(deltas)
+        _merge_links(deltas)
+        _merge_persons(deltas)
+    else:
+        _execute(f"INSERT INTO reporting_messagerollup ({MESSAGE_COLUMNS}) {MESSAGES_OF_BATCH}")
+        _execute(f"INSERT INTO reporting_messagelinkrollup ({LINK_COLUMNS}) {LINKS_OF_BATCH}")
+        _execute(f"INSERT INTO reporting_personrollup ({PERSON_COLUMNS}) {_persons_of_batch()}")
+        _count_distinct(rebuilt_delivery_id, deltas)
     deltas.write()
     for table in TEMPORARY_TABLES:
         _execute(f"DROP TABLE IF EXISTS {table}")
@@ -405,18 +457,7 @@ def _count_events(deltas: _Deltas) -> None:
 
 
 def _merge_messages(deltas: _Deltas) -> None:
-    _execute(
-        f"CREATE TEMPORARY TABLE {BATCH_MESSAGES} AS SELECT delivery_id, message_id, MAX(domain) AS domain, "
-        "SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END) AS opens, "
-        f"SUM(CASE WHEN type = 'open' AND {HUMAN} THEN 1 ELSE 0 END) AS human_opens, "
-        "SUM(is_click) AS clicks, "
-        f"SUM(CASE WHEN is_click = 1 AND {HUMAN} THEN 1 ELSE 0 END) AS human_clicks, "
-        "MIN(logged_at) AS first_open_at, "
-        f"MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_open_at, "
-        "MIN(CASE WHEN is_click = 1 THEN logged_at END) AS first_click_at, "
-        f"MIN(CASE WHEN is_click = 1 AND {HUMAN} THEN logged_at END) AS first_human_click_at "
-        f"FROM {BATCH} WHERE message_id IS NOT NULL AND (type = 'open' OR is_click = 1) GROUP BY delivery_id, message_id"
-    )
+    _create_temporary(BATCH_MESSAGES, MESSAGES_OF_BATCH)
     for column, scope, counter in MESSAGE_FIRSTS:
         for delivery_id, domain, old_bucket, new_bucket, recipients in _fetch(
             f"SELECT b.delivery_id, COALESCE(r.domain, b.domain), {_sql_half_hour(f'r.{column}')}, "
@@ -466,22 +507,16 @@ def _merge_links(deltas: _Deltas) -> None:
     """Merges first clicks per message and URL, then moves the distinct clicks of URLs, labels and
     categories (a label's first click is the earliest over its URLs) and the click-stream pairs of the
     recipients concerned: pairs of the sequence before are removed, pairs of the sequence after added."""
-    _execute(
-        f"CREATE TEMPORARY TABLE {BATCH_LINKS} AS SELECT delivery_id, message_id, tracked_url_id, "
-        f"MIN(logged_at) AS first_click_at, MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_click_at "
-        f"FROM {BATCH} WHERE is_click = 1 AND message_id IS NOT NULL AND tracked_url_id IS NOT NULL "
-        "GROUP BY delivery_id, message_id, tracked_url_id"
-    )
-    link_columns = "message_id, tracked_url_id, delivery_id, first_click_at, first_human_click_at"
+    _create_temporary(BATCH_LINKS, LINKS_OF_BATCH)
     of_batch = f"FROM reporting_messagelinkrollup WHERE message_id IN (SELECT message_id FROM {BATCH_LINKS})"
-    _execute(f"CREATE TEMPORARY TABLE {OLD_LINKS} AS SELECT {link_columns} {of_batch}")
+    _create_temporary(OLD_LINKS, f"SELECT {LINK_COLUMNS} {of_batch}")
     table = "reporting_messagelinkrollup"
     updates = ", ".join(f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _ in LINK_FIRSTS)
     _execute(
-        f"INSERT INTO {table} ({link_columns}) SELECT {link_columns} FROM {BATCH_LINKS} WHERE 1 = 1 "
+        f"INSERT INTO {table} ({LINK_COLUMNS}) SELECT {LINK_COLUMNS} FROM {BATCH_LINKS} WHERE 1 = 1 "
         f"ON CONFLICT (message_id, tracked_url_id) DO UPDATE SET {updates}"
     )
-    _execute(f"CREATE TEMPORARY TABLE {NEW_LINKS} AS SELECT {link_columns} {of_batch}")
+    _create_temporary(NEW_LINKS, f"SELECT {LINK_COLUMNS} {of_batch}")
     keys = _link_keys_of({url_id for (url_id,) in _fetch(f"SELECT DISTINCT tracked_url_id FROM {NEW_LINKS}")})
     for column, scope in LINK_FIRSTS:
         for kind_index, kind in enumerate(LinkKind.values):
@@ -509,13 +544,51 @@ def _merge_links(deltas: _Deltas) -> None:
                 deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += sign * recipients
 
 
+def _count_distinct(delivery_id: int, deltas: _Deltas) -> None:
+    """The distinct counters of a delivery counted from its per-message, per-link and per-person rows."""
+    d = [delivery_id]
+    for column, scope, counter in MESSAGE_FIRSTS:
+        for domain, bucket, recipients in _fetch(
+            f"SELECT domain, {_sql_half_hour(column)} AS bucket, COUNT(*) FROM reporting_messagerollup "
+            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY domain, bucket",
+            d,
+        ):
+            deltas.delivery[(delivery_id, scope)][counter] += recipients
+            deltas.domain[(delivery_id, scope, domain)][counter] += recipients
+            deltas.bucket[(delivery_id, scope, _as_datetime(bucket))][counter] += recipients
+    keys = _link_keys_of(
+        {url_id for (url_id,) in _fetch("SELECT DISTINCT tracked_url_id FROM reporting_messagelinkrollup WHERE delivery_id = %s", d)}
+    )
+    for column, scope in LINK_FIRSTS:
+        for kind_index, kind in enumerate(LinkKind.values):
+            group, group_params = _link_group_expression(keys, kind_index)
+            for key, day, recipients in _fetch(
+                f"SELECT link_key, {_sql_day('first_at')} AS day, COUNT(*) FROM (SELECT message_id, {group} AS link_key, "
+                f"MIN({column}) AS first_at FROM reporting_messagelinkrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
+                "GROUP BY message_id, link_key) firsts GROUP BY link_key, day",
+                [*group_params, delivery_id],
+            ):
+                deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["distinct_clicks"] += recipients
+        for from_url, to_url, recipients in _fetch(
+            "SELECT from_url, to_url, COUNT(*) FROM (SELECT tracked_url_id AS from_url, LEAD(tracked_url_id) OVER "
+            f"(PARTITION BY message_id ORDER BY {column}, tracked_url_id) AS to_url FROM reporting_messagelinkrollup "
+            f"WHERE delivery_id = %s AND {column} IS NOT NULL) pairs WHERE to_url IS NOT NULL GROUP BY from_url, to_url",
+            d,
+        ):
+            deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += recipients
+    for column, scope in PERSON_DOMAINS:
+        for domain, persons in _fetch(
+            f"SELECT {column}, COUNT(*) FROM reporting_personrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
+            f"GROUP BY {column}",
+            d,
+        ):
+            deltas.delivery[(delivery_id, scope)]["persons"] += persons
+            deltas.domain[(delivery_id, scope, domain)]["persons"] += persons
+
+
 def _merge_persons(deltas: _Deltas) -> None:
     """Persons who clicked; each counts in its smallest recipient domain (moving there if smaller)."""
-    _execute(
-        f"CREATE TEMPORARY TABLE {BATCH_PERSONS} AS SELECT delivery_id, {PERSON_KEY} AS person_key, "
-        f"MIN({_sql_binary('domain')}) AS domain, MIN({_sql_binary(f'CASE WHEN {HUMAN} THEN domain END')}) AS human_domain "
-        f"FROM {BATCH} WHERE is_click = 1 AND {PERSON_KEY} IS NOT NULL GROUP BY delivery_id, {PERSON_KEY}"
-    )
+    _create_temporary(BATCH_PERSONS, _persons_of_batch())
     for column, scope in PERSON_DOMAINS:
         for delivery_id, old, new, persons in _fetch(
             f"SELECT b.delivery_id, r.{column}, b.{column}, COUNT(*) FROM {BATCH_PERSONS} b "
@@ -558,7 +631,7 @@ def delivery_recompute(*, delivery_id: int) -> Delivery:
             raise NotFound("No such delivery.")
         for model in EVENT_ROLLUPS:
             model.objects.filter(delivery_id=delivery_id).delete()
-        _apply_event_batch("e.delivery_id = %s", [delivery_id])
+        _apply_event_batch("e.delivery_id = %s", [delivery_id], rebuilt_delivery_id=delivery_id)
         _refresh_delivery_counters(delivery)
         delivery_message_stats_refresh(delivery_id=delivery_id)
     return delivery

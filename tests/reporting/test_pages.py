@@ -158,3 +158,16 @@ def test_delivery_action_buttons_call_the_delivery_services(browser, user):
     response = browser.post(f"/deliveries/{delivery.pk}/actions/resume/", follow=True)
     assert "Cannot resume" in response.content.decode()
     assert browser.post(f"/deliveries/{delivery.pk}/actions/explode/").status_code == 404
+
+
+def test_admin_action_recomputes_indicators(browser, consolidated):
+    from reporting.models import DeliveryRollup
+
+    DeliveryRollup.objects.filter(delivery=consolidated.delivery).update(opens=999)
+    response = browser.post(
+        "/admin/reporting/deliveryreport/",
+        {"action": "recompute_indicators", "_selected_action": [consolidated.delivery.pk]},
+        follow=True,
+    )
+    assert "indicators recomputed" in response.content.decode()
+    assert DeliveryRollup.objects.get(delivery=consolidated.delivery, humans_only=True).opens == 3
