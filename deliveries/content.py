@@ -311,8 +311,22 @@ class PreparedContent:
         if self.html is not None and not text_only:
             html = self.html.render(Context(context))
         elif self.html is not None and not text:
-            text = BeautifulSoup(self.html.render(Context(context)), "html.parser").get_text("\n", strip=True)
+            text = _html_to_text(self.html.render(Context(context)))
         return RenderedMessage(subject=subject, html=html, text=text)
+
+
+def _html_to_text(html: str) -> str:
+    """The text a text-only recipient gets when the delivery has no text part: links stay visible."""
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup.find_all(["script", "style", "img"]):
+        tag.decompose()
+    for link in soup.find_all("a", href=True):
+        if link["href"].startswith(("http://", "https://")):
+            link.append(f" ({link['href']})")
+    for block in soup.find_all(["p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "map"]):
+        block.append("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def prepare_content(*, subject: str, html: str, text: str, track_opens: bool) -> PreparedContent:

@@ -240,15 +240,18 @@ def _found_links_to_rows(delivery: Delivery, prepared: PreparedContent) -> list[
     return rows
 
 
-def _audience_messages(delivery: Delivery) -> tuple[list[Message], int, Counter]:
-    """One message per distinct profile of the delivery's lists; excluded ones ignored with a reason."""
+def _create_audience_messages(delivery: Delivery) -> tuple[int, Counter]:
+    """One message per distinct profile of the delivery's lists, excluded ones ignored with a reason.
+
+    Streams the audience and writes it in chunks, so memory stays flat for large lists.
+    """
     profiles = (
         Profile.objects.filter(memberships__list__deliveries=delivery)
         .distinct()
         .order_by("id")
         .values_list("id", "email", "email_status", "email_format")
     )
-    messages: list[Message] = []
+    chunk: list[Message] = []
     seen: set[str] = set()
     excluded: Counter = Counter()
     population = 0
@@ -273,8 +276,12 @@ def _audience_messages(delivery: Delivery) -> tuple[list[Message], int, Counter]
             message.failure_type = FailureType.IGNORED
             message.failure_reason = reason
             excluded[str(reason)] += 1
-        messages.append(message)
-    return messages, population, excluded
+        chunk.append(message)
+        if len(chunk) >= ANALYSIS_CHUNK_SIZE:
+            Message.objects.bulk_create(chunk)
+            chunk = []
+    Message.objects.bulk_create(chunk)
+    return population, excluded
 
 
 def delivery_analyze(*, delivery_id: int, actor=None) -> Delivery:
@@ -305,8 +312,7 @@ def delivery_analyze(*, delivery_id: int, actor=None) -> Delivery:
             Message.objects.filter(delivery=delivery).delete()
             TrackedUrl.objects.filter(delivery=delivery).delete()
             TrackedUrl.objects.bulk_create(_found_links_to_rows(delivery, prepared))
-            messages, population, excluded = _audience_messages(delivery)
-            Message.objects.bulk_create(messages, batch_size=ANALYSIS_CHUNK_SIZE)
+            population, excluded = _create_audience_messages(delivery)
             delivery.initial_population = population
             delivery.excluded_by_cause = dict(sorted(excluded.items()))
             delivery.to_deliver = population - sum(excluded.values())

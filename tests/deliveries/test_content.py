@@ -115,3 +115,14 @@ def test_template_errors_name_the_part(part, source, message):
 
     assert list(raised.value.fields) == [part]
     assert message in raised.value.fields[part][0]
+
+
+def test_text_only_recipient_of_an_html_only_delivery_keeps_the_links():
+    prepared = prepare_content(subject="S", html=HTML, text="", track_opens=True)
+
+    rendered = render(prepared, {"first_name": "Ann", "id": 1, "attributes": {}}, text_only=True)
+
+    assert rendered.html == ""
+    assert "Spring sale (https://t.example/0)" in rendered.text
+    assert "Unsubscribe (https://t.example/unsub)" in rendered.text
+    assert "pixel" not in rendered.text

@@ -382,3 +382,25 @@ def test_mirror_rendering_of_a_text_only_message_matches_what_was_sent():
     assert rendered.text == mail.outbox[0].body
     assert rendered.subject == "Hello Zoé" == mail.outbox[0].subject
     assert mail.outbox[0].extra_headers["Message-ID"] == message.smtp_message_id
+
+
+def test_list_unsubscribe_has_no_mailto_unless_configured(settings):
+    settings.BEACON_UNSUBSCRIBE_MAILTO = ""
+    delivery = make_delivery([ProfileFactory()])
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    services.delivery_send_batch(delivery_id=delivery.pk, task_id="t", connection=LocmemBackend())
+
+    header = mail.outbox[0].extra_headers["List-Unsubscribe"]
+    assert header.startswith(f"<{PUBLIC}/u/") and "mailto:" not in header
+
+
+def test_proof_without_audience_uses_a_blank_profile():
+    delivery = DeliveryFactory(subject="Hello {{ profile.first_name }}!", html=HTML, text=TEXT)
+
+    assert services.delivery_proof(delivery_id=delivery.pk, emails=["qa@example.com"]) == 1
+
+    assert mail.outbox[0].subject == "[Proof] Hello !"
+    assert "https://shop.example.com/me?id=" in mail.outbox[0].alternatives[0][0]
+    assert not Message.objects.exists()
