@@ -179,18 +179,20 @@ class MessageRollup(models.Model):
 
 
 class MessageLinkRollup(models.Model):
-    """Per message and link (by URL, label and category): the first click, all and humans only."""
+    """Per message and tracked URL: the first click, all and humans only. A label's or category's first
+    click is the earliest over its URLs, so the distinct counts by label and category derive from these."""
 
     message_id = models.BigIntegerField()
-    kind = models.CharField(max_length=8, choices=LinkKind.choices)
-    key = models.CharField(max_length=300)
+    tracked_url_id = models.BigIntegerField()
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
     first_click_at = models.DateTimeField(null=True)
     first_human_click_at = models.DateTimeField(null=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["message_id", "kind", "key"], name="messagelinkrollup_key")]
-        indexes = [models.Index(fields=["delivery", "kind"], name="messagelinkrollup_deliv_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["message_id", "tracked_url_id"], name="messagelinkrollup_url_key")
+        ]
+        indexes = [models.Index(fields=["delivery"], name="messagelinkrollup_dlv_idx")]
 
 
 class PersonRollup(models.Model):

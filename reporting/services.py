@@ -1,13 +1,13 @@
 """Consolidation of tracking events into rollups, full recompute, delivery-log statistics, retention.
 
-Two ways fill the event rollups and they must agree number for number (a test checks it):
+One set-based merge (`_apply_event_batch`, SQL portable between PostgreSQL and SQLite) folds a set of
+events into the rollups: additive counters are added, per-message, per-link and per-person rows keep
+first times, and a first time appearing or moving to an earlier bucket moves the distinct counters
+(see `reporting.models`). Two callers, which must agree number for number (a test checks it):
 
-- `events_consolidate` (every minute) reads new events from a stored pointer in bounded batches and
-  merges them into the rollups in Python: additive counters are upserted as increments, per-message,
-  per-link and per-person rows keep first times, and a first time appearing or moving to an earlier
-  bucket moves the distinct counters (see `reporting.models`).
-- `delivery_recompute` deletes one delivery's rollups and rebuilds them with set-based SQL
-  (`INSERT ... SELECT ... GROUP BY`), portable between PostgreSQL and SQLite.
+- `events_consolidate` (every minute) merges the events committed since a stored pointer, in bounded
+  batches, plus late commits found in the gaps it tracks;
+- `delivery_recompute` deletes one delivery's rollups and merges all its events as one batch.
 
 Both hold the consolidation lock (a row lock on `ConsolidationState`), so they never interleave.
 """
@@ -45,10 +45,10 @@ from reporting.models import (
     TimeBucketRollup,
     UserAgentRollup,
 )
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import TrackedUrl, TrackingEvent
 
 STATE_NAME = "events"
-BATCH_SIZE = 20_000
+BATCH_SIZE = 50_000
 MAX_BATCHES_PER_RUN = 50
 # Ingestion transactions last milliseconds; an id missing for this long was rolled back.
 GAP_TIME_TO_LIVE = dt.timedelta(minutes=30)
@@ -57,35 +57,12 @@ PURGE_MAX_BATCHES = 100
 HALF_HOUR_SECONDS = 1800
 KEY_LENGTH = 300
 DOMAIN_LENGTH = 255
-# Clicks on these links are not clicks: they are counted as opt-outs and mirror-page views.
-NOT_CLICK_MODES = (TrackingMode.OPT_OUT, TrackingMode.MIRROR)
-CONSOLIDATED_TYPES = (EventType.OPEN, EventType.CLICK, EventType.OPT_OUT, EventType.MIRROR)
-EVENT_FIELDS = (
-    "id", "type", "logged_at", "delivery_id", "message_id", "tracked_url_id", "user_agent_id", "browser_id",
-    "is_machine",
-)
 SENDING_STATUSES = (DeliveryStatus.SENDING, DeliveryStatus.PAUSED)
 
 EVENT_ROLLUPS = (
     DeliveryRollup, DomainRollup, TimeBucketRollup, LinkRollup, ClickStreamRollup, UserAgentRollup,
     MessageRollup, MessageLinkRollup, PersonRollup,
 )
-
-
-def half_hour_start(at: dt.datetime) -> dt.datetime:
-    seconds = int(at.timestamp()) // HALF_HOUR_SECONDS * HALF_HOUR_SECONDS
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-
-
-def utc_day(at: dt.datetime) -> dt.date:
-    return at.astimezone(dt.UTC).date()
-
-
-def email_domain(email: str | None) -> str:
-    """The recipient domain as rollups key it: after the first '@', lower-cased."""
-    if not email or "@" not in email:
-        return ""
-    return email.partition("@")[2][:DOMAIN_LENGTH].lower()
 
 
 def scopes_of(is_machine: bool) -> tuple[bool, ...]:
@@ -173,22 +150,6 @@ class _Deltas:
         _add_counts(UserAgentRollup, ("delivery_id", "humans_only", "user_agent_id"), self.user_agent)
 
 
-def _earliest(first: dt.datetime | None, second: dt.datetime | None) -> dt.datetime | None:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return min(first, second)
-
-
-def _smallest(first: str | None, second: str | None) -> str | None:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return min(first, second)
-
-
 def _chunks(values: Iterable, size: int = 2000) -> Iterator[list]:
     values = list(values)
     for start in range(0, len(values), size):
@@ -206,244 +167,6 @@ def _link_keys(url_id: int, url: tuple | None) -> list[tuple[str, str]]:
         (LinkKind.LABEL, (label or address)[:KEY_LENGTH]),
         (LinkKind.CATEGORY, category[:KEY_LENGTH]),
     ]
-
-
-def _click_sequence(rows: Iterable[tuple[str, dt.datetime | None]]) -> list[str]:
-    """A recipient's tracked URLs (keys) in the order of their first clicks; ties by key."""
-    return [key for key, at in sorted((row for row in rows if row[1] is not None), key=lambda r: (r[1], r[0]))]
-
-
-def _pairs(sequence: list[str]) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for a, b in zip(sequence, sequence[1:])]
-
-
-def _apply_events(rows: list[tuple]) -> int:
-    """Merges events (tuples of EVENT_FIELDS) into the rollups; returns how many counted."""
-    delivery_ids = {row[3] for row in rows if row[3] is not None}
-    existing_deliveries = set(Delivery.objects.filter(id__in=delivery_ids).values_list("id", flat=True))
-    rows = [row for row in rows if row[3] in existing_deliveries and row[1] in CONSOLIDATED_TYPES]
-    if not rows:
-        return 0
-    domains: dict[int, str] = {}
-    for chunk in _chunks({row[4] for row in rows if row[4] is not None}):
-        domains.update((pk, email_domain(email)) for pk, email in Message.objects.filter(id__in=chunk).values_list("id", "email"))
-    urls: dict[int, tuple] = {}
-    for chunk in _chunks({row[5] for row in rows if row[5] is not None}):
-        urls.update(
-            (pk, rest) for pk, *rest in TrackedUrl.objects.filter(id__in=chunk).values_list("id", "mode", "label", "url", "category")
-        )
-
-    deltas = _Deltas()
-    message_updates: dict[int, dict] = {}
-    link_updates: dict[tuple[int, str, str], dict] = {}
-    person_updates: dict[tuple[int, str], dict] = {}
-    for _pk, event_type, logged_at, delivery_id, message_id, url_id, user_agent_id, browser_id, is_machine in rows:
-        domain = domains.get(message_id, "")
-        scopes = scopes_of(is_machine)
-        url = urls.get(url_id) if url_id is not None else None
-        if event_type == EventType.OPT_OUT:
-            for scope in scopes:
-                deltas.delivery[(delivery_id, scope)]["opt_outs"] += 1
-                deltas.domain[(delivery_id, scope, domain)]["opt_outs"] += 1
-            continue
-        if event_type == EventType.MIRROR:
-            for scope in scopes:
-                deltas.delivery[(delivery_id, scope)]["mirror_page_views"] += 1
-                deltas.domain[(delivery_id, scope, domain)]["mirror_page_views"] += 1
-            continue
-        is_open = event_type == EventType.OPEN
-        if not is_open and url is not None and url[0] in NOT_CLICK_MODES:
-            continue
-        counter = "opens" if is_open else "clicks"
-        bucket = half_hour_start(logged_at)
-        for scope in scopes:
-            deltas.delivery[(delivery_id, scope)][counter] += 1
-            deltas.domain[(delivery_id, scope, domain)][counter] += 1
-            deltas.bucket[(delivery_id, scope, bucket)][counter] += 1
-            if is_open:
-                deltas.user_agent[(delivery_id, scope, user_agent_id or 0)]["opens"] += 1
-        link_keys = _link_keys(url_id, url) if not is_open and url_id is not None else []
-        if link_keys:
-            day = utc_day(logged_at)
-            for scope in scopes:
-                for kind, key in link_keys:
-                    deltas.link[(delivery_id, scope, kind, key, day)]["clicks"] += 1
-        human_at = None if is_machine else logged_at
-        if message_id is not None:
-            update = message_updates.setdefault(
-                message_id, {"delivery_id": delivery_id, "domain": domain, "counts": Counter(), "first": {}}
-            )
-            update["counts"][counter] += 1
-            if not is_machine:
-                update["counts"]["human_" + counter] += 1
-            firsts = update["first"]
-            firsts["first_open_at"] = _earliest(firsts.get("first_open_at"), logged_at)
-            firsts["first_human_open_at"] = _earliest(firsts.get("first_human_open_at"), human_at)
-            if not is_open:
-                firsts["first_click_at"] = _earliest(firsts.get("first_click_at"), logged_at)
-                firsts["first_human_click_at"] = _earliest(firsts.get("first_human_click_at"), human_at)
-                for kind, key in link_keys:
-                    link = link_updates.setdefault((message_id, kind, key), {"delivery_id": delivery_id})
-                    link["first_click_at"] = _earliest(link.get("first_click_at"), logged_at)
-                    link["first_human_click_at"] = _earliest(link.get("first_human_click_at"), human_at)
-        if not is_open:
-            person_key = browser_id or (f"m{message_id}" if message_id is not None else "")
-            if person_key:
-                person = person_updates.setdefault((delivery_id, person_key), {})
-                person["domain"] = _smallest(person.get("domain"), domain)
-                person["human_domain"] = _smallest(person.get("human_domain"), None if is_machine else domain)
-
-    _merge_messages(message_updates, deltas)
-    _merge_links(link_updates, deltas)
-    _merge_persons(person_updates, deltas)
-    deltas.write()
-    return len(rows)
-
-
-# (first-time column, humans_only, counter of the small tables)
-MESSAGE_FIRSTS = (
-    ("first_open_at", False, "distinct_opens"),
-    ("first_human_open_at", True, "distinct_opens"),
-    ("first_click_at", False, "distinct_clicks"),
-    ("first_human_click_at", True, "distinct_clicks"),
-)
-MESSAGE_COUNTS = ("opens", "human_opens", "clicks", "human_clicks")
-
-
-def _merge_messages(updates: dict[int, dict], deltas: _Deltas) -> None:
-    existing: dict[int, MessageRollup] = {}
-    for chunk in _chunks(updates):
-        existing.update((row.message_id, row) for row in MessageRollup.objects.filter(message_id__in=chunk))
-    merged = []
-    for message_id, update in updates.items():
-        row = existing.get(message_id) or MessageRollup(
-            message_id=message_id, delivery_id=update["delivery_id"], domain=update["domain"]
-        )
-        for name in MESSAGE_COUNTS:
-            setattr(row, name, getattr(row, name) + update["counts"][name])
-        for column, scope, counter in MESSAGE_FIRSTS:
-            old = getattr(row, column)
-            new = _earliest(old, update["first"].get(column))
-            if new == old:
-                continue
-            setattr(row, column, new)
-            delivery_id = row.delivery_id
-            if old is None:
-                deltas.delivery[(delivery_id, scope)][counter] += 1
-                deltas.domain[(delivery_id, scope, row.domain)][counter] += 1
-            else:
-                deltas.bucket[(delivery_id, scope, half_hour_start(old))][counter] -= 1
-            deltas.bucket[(delivery_id, scope, half_hour_start(new))][counter] += 1
-        merged.append(row)
-    MessageRollup.objects.bulk_create(
-        merged,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["message_id"],
-        update_fields=[*MESSAGE_COUNTS, *(column for column, _, _ in MESSAGE_FIRSTS)],
-    )
-
-
-LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
-
-
-def _merge_links(updates: dict[tuple[int, str, str], dict], deltas: _Deltas) -> None:
-    message_ids = {message_id for message_id, _kind, _key in updates}
-    existing: dict[tuple[int, str, str], MessageLinkRollup] = {}
-    for chunk in _chunks(message_ids):
-        existing.update(
-            ((row.message_id, row.kind, row.key), row) for row in MessageLinkRollup.objects.filter(message_id__in=chunk)
-        )
-    before = {key: (row.first_click_at, row.first_human_click_at) for key, row in existing.items()}
-    changed = []
-    streams_touched: set[tuple[int, bool]] = set()
-    for (message_id, kind, key), update in updates.items():
-        row = existing.get((message_id, kind, key))
-        if row is None:
-            row = MessageLinkRollup(message_id=message_id, kind=kind, key=key, delivery_id=update["delivery_id"])
-            existing[(message_id, kind, key)] = row
-        moved = False
-        for column, scope in LINK_FIRSTS:
-            old = getattr(row, column)
-            new = _earliest(old, update.get(column))
-            if new == old:
-                continue
-            moved = True
-            setattr(row, column, new)
-            if old is not None:
-                deltas.link[(row.delivery_id, scope, kind, key, utc_day(old))]["distinct_clicks"] -= 1
-            deltas.link[(row.delivery_id, scope, kind, key, utc_day(new))]["distinct_clicks"] += 1
-            if kind == LinkKind.URL:
-                streams_touched.add((message_id, scope))
-        if moved:
-            changed.append(row)
-
-    url_rows: dict[int, list[tuple[str, tuple, MessageLinkRollup]]] = defaultdict(list)
-    for (message_id, kind, key), row in existing.items():
-        if kind == LinkKind.URL:
-            url_rows[message_id].append((key, before.get((message_id, kind, key), (None, None)), row))
-    for message_id, scope in streams_touched:
-        index = 1 if scope else 0
-        column = LINK_FIRSTS[index][0]
-        entries = url_rows[message_id]
-        delivery_id = entries[0][2].delivery_id
-        old_sequence = _click_sequence((key, old_times[index]) for key, old_times, _row in entries)
-        new_sequence = _click_sequence((key, getattr(row, column)) for key, _old, row in entries)
-        for pair in _pairs(old_sequence):
-            deltas.stream[(delivery_id, scope, *pair)]["recipients"] -= 1
-        for pair in _pairs(new_sequence):
-            deltas.stream[(delivery_id, scope, *pair)]["recipients"] += 1
-
-    MessageLinkRollup.objects.bulk_create(
-        changed,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["message_id", "kind", "key"],
-        update_fields=[column for column, _ in LINK_FIRSTS],
-    )
-
-
-PERSON_DOMAINS = (("domain", False), ("human_domain", True))
-
-
-def _merge_persons(updates: dict[tuple[int, str], dict], deltas: _Deltas) -> None:
-    existing: dict[tuple[int, str], PersonRollup] = {}
-    by_delivery: dict[int, list[str]] = defaultdict(list)
-    for delivery_id, person_key in updates:
-        by_delivery[delivery_id].append(person_key)
-    for delivery_id, keys in by_delivery.items():
-        for chunk in _chunks(keys):
-            existing.update(
-                ((row.delivery_id, row.person_key), row)
-                for row in PersonRollup.objects.filter(delivery_id=delivery_id, person_key__in=chunk)
-            )
-    changed = []
-    for (delivery_id, person_key), update in updates.items():
-        row = existing.get((delivery_id, person_key)) or PersonRollup(
-            delivery_id=delivery_id, person_key=person_key, domain=None, human_domain=None
-        )
-        moved = False
-        for column, scope in PERSON_DOMAINS:
-            old = getattr(row, column)
-            new = _smallest(old, update[column])
-            if new == old:
-                continue
-            moved = True
-            setattr(row, column, new)
-            if old is None:
-                deltas.delivery[(delivery_id, scope)]["persons"] += 1
-            else:
-                deltas.domain[(delivery_id, scope, old)]["persons"] -= 1
-            deltas.domain[(delivery_id, scope, new)]["persons"] += 1
-        if moved:
-            changed.append(row)
-    PersonRollup.objects.bulk_create(
-        changed,
-        batch_size=2000,
-        update_conflicts=True,
-        unique_fields=["delivery", "person_key"],
-        update_fields=["domain", "human_domain"],
-    )
 
 
 def _split_gaps(gaps: list[ConsolidationGap], found_ids: list[int]) -> None:
@@ -469,30 +192,37 @@ def _consolidate_batch(state: ConsolidationState, batch_size: int) -> tuple[int,
     now = timezone.now()
     ConsolidationGap.objects.filter(noted_at__lt=now - GAP_TIME_TO_LIVE).delete()
     gaps = list(ConsolidationGap.objects.order_by("first_id"))
-    late_rows: list[tuple] = []
+    # The ids of the batch are read once into a table, and the batch is exactly those rows: an id that
+    # commits meanwhile stays in its gap, for the next run.
+    _execute(f"DROP TABLE IF EXISTS {BATCH_IDS}")
+    _execute(
+        f"CREATE TEMPORARY TABLE {BATCH_IDS} AS SELECT id FROM tracking_trackingevent WHERE id > %s ORDER BY id LIMIT %s",
+        [state.pointer, batch_size],
+    )
     for chunk in _chunks(gaps, 100):
-        in_gaps = Q()
-        for gap in chunk:
-            in_gaps |= Q(id__gte=gap.first_id, id__lte=gap.last_id)
-        late_rows.extend(TrackingEvent.objects.filter(in_gaps).values_list(*EVENT_FIELDS))
-    if late_rows:
-        _split_gaps(gaps, [row[0] for row in late_rows])
-
-    new_rows = list(TrackingEvent.objects.filter(id__gt=state.pointer).order_by("id").values_list(*EVENT_FIELDS)[:batch_size])
+        ranges = " OR ".join(f"id BETWEEN {int(gap.first_id)} AND {int(gap.last_id)}" for gap in chunk)
+        _execute(f"INSERT INTO {BATCH_IDS} (id) SELECT id FROM tracking_trackingevent WHERE {ranges}")
+    ids = [pk for (pk,) in _fetch(f"SELECT id FROM {BATCH_IDS} ORDER BY id")]
+    late_ids = [pk for pk in ids if pk <= state.pointer]
+    new_ids = [pk for pk in ids if pk > state.pointer]
+    if late_ids:
+        _split_gaps(gaps, late_ids)
     expected = state.pointer + 1
     new_gaps = []
-    for row in new_rows:
-        if row[0] > expected:
-            new_gaps.append(ConsolidationGap(first_id=expected, last_id=row[0] - 1, noted_at=now))
-        expected = row[0] + 1
+    for pk in new_ids:
+        if pk > expected:
+            new_gaps.append(ConsolidationGap(first_id=expected, last_id=pk - 1, noted_at=now))
+        expected = pk + 1
     ConsolidationGap.objects.bulk_create(new_gaps)
 
-    _apply_events(late_rows + new_rows)
-    if new_rows:
-        state.pointer = new_rows[-1][0]
+    if ids:
+        _apply_event_batch(f"e.id IN (SELECT id FROM {BATCH_IDS})", [])
+    _execute(f"DROP TABLE {BATCH_IDS}")
+    if new_ids:
+        state.pointer = new_ids[-1]
     state.consolidated_at = now
     state.save(update_fields=["pointer", "consolidated_at"])
-    return len(late_rows) + len(new_rows), len(new_rows) == batch_size
+    return len(late_ids) + len(new_ids), len(new_ids) == batch_size
 
 
 def events_consolidate(*, batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES_PER_RUN) -> int:
@@ -562,138 +292,250 @@ def _as_date(value) -> dt.date:
     return parse_date(value) if isinstance(value, str) else value
 
 
-EVENTS_FROM = (
-    "FROM tracking_trackingevent e "
-    "LEFT JOIN deliveries_message m ON m.id = e.message_id "
-    "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
-)
 IS_CLICK = "(e.type = 'click' AND (u.mode IS NULL OR u.mode NOT IN ('opt_out', 'mirror')))"
-HUMAN = "NOT e.is_machine"
-LABEL_KEY = f"substr(COALESCE(NULLIF(u.label, ''), u.url, ''), 1, {KEY_LENGTH})"
-CATEGORY_KEY = f"substr(COALESCE(u.category, ''), 1, {KEY_LENGTH})"
+HUMAN = "NOT is_machine"
+PERSON_KEY = "COALESCE(NULLIF(browser_id, ''), 'm' || CAST(message_id AS VARCHAR(20)))"
+# Temporary tables of one merge, dropped at its end.
+BATCH_IDS = "reporting_batch_ids"
+BATCH = "reporting_batch_events"
+BATCH_MESSAGES = "reporting_batch_messages"
+BATCH_LINKS = "reporting_batch_links"
+OLD_LINKS = "reporting_old_links"
+NEW_LINKS = "reporting_new_links"
+BATCH_PERSONS = "reporting_batch_persons"
+TEMPORARY_TABLES = (BATCH, BATCH_MESSAGES, BATCH_LINKS, OLD_LINKS, NEW_LINKS, BATCH_PERSONS)
+
+# (first-time column, humans_only, counter of the small tables)
+MESSAGE_FIRSTS = (
+    ("first_open_at", False, "distinct_opens"),
+    ("first_human_open_at", True, "distinct_opens"),
+    ("first_click_at", False, "distinct_clicks"),
+    ("first_human_click_at", True, "distinct_clicks"),
+)
+MESSAGE_COUNTS = ("opens", "human_opens", "clicks", "human_clicks")
+LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
+PERSON_DOMAINS = (("domain", False), ("human_domain", True))
 
 
-def _fetch(sql: str, params: list) -> list[tuple]:
+def _fetch(sql: str, params: list | None = None) -> list[tuple]:
+    # Always pass a list: the backends only unescape `%%` when parameters are given.
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params or [])
         return cursor.fetchall()
 
 
-def _execute(sql: str, params: list) -> None:
+def _execute(sql: str, params: list | None = None) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params or [])
 
 
-def _rebuild_event_rollups(delivery_id: int) -> None:
-    for model in EVENT_ROLLUPS:
-        model.objects.filter(delivery_id=delivery_id).delete()
-    domain = _sql_domain("m.email")
-    d = [delivery_id]
+def _sql_smallest(current: str, new: str, *, text: bool = False) -> str:
+    """The smaller of two nullable values (NULL: none); text compares by code point, as Python does."""
+    less = f"{_sql_binary(new)} < {_sql_binary(current)}" if text else f"{new} < {current}"
+    return f"CASE WHEN {current} IS NULL THEN {new} WHEN {new} IS NULL THEN {current} WHEN {less} THEN {new} ELSE {current} END"
+
+
+def _apply_event_batch(condition: str, params: list) -> None:
+    """Merges the events matching `condition` (SQL on `e`, the events table) into the rollups.
+
+    Set-based: the batch is read once into a temporary table with each event's recipient domain and
+    whether it counts as a click; additive counters are summed per key; per-message, per-link and
+    per-person first times are merged with upserts, and the first times that appear or move earlier are
+    counted (joining the batch to the rows as they were) to move the distinct counters.
+    """
+    if _is_postgresql():
+        # Large hash aggregates in memory rather than spilled to disk; this transaction only.
+        _execute("SET LOCAL work_mem = '256MB'")
+    for table in TEMPORARY_TABLES:
+        _execute(f"DROP TABLE IF EXISTS {table}")
     _execute(
-        "INSERT INTO reporting_messagerollup (message_id, delivery_id, domain, opens, human_opens, clicks, "
-        "human_clicks, first_open_at, first_human_open_at, first_click_at, first_human_click_at) "
-        f"SELECT e.message_id, %s, MAX({domain}), "
-        "SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN e.type = 'open' AND {HUMAN} THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} AND {HUMAN} THEN 1 ELSE 0 END), "
-        f"MIN(e.logged_at), MIN(CASE WHEN {HUMAN} THEN e.logged_at END), "
-        f"MIN(CASE WHEN {IS_CLICK} THEN e.logged_at END), MIN(CASE WHEN {IS_CLICK} AND {HUMAN} THEN e.logged_at END) "
-        f"{EVENTS_FROM} WHERE e.delivery_id = %s AND e.message_id IS NOT NULL AND (e.type = 'open' OR {IS_CLICK}) "
-        "GROUP BY e.message_id",
-        d + d,
+        f"CREATE TEMPORARY TABLE {BATCH} AS "
+        "SELECT e.delivery_id, e.message_id, e.type, e.logged_at, e.is_machine, e.tracked_url_id, e.user_agent_id, "
+        f"e.browser_id, {_sql_domain('m.email')} AS domain, CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END AS is_click "
+        "FROM tracking_trackingevent e "
+        "JOIN deliveries_delivery d ON d.id = e.delivery_id "
+        "LEFT JOIN deliveries_message m ON m.id = e.message_id "
+        "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
+        f"WHERE ({condition}) AND e.type IN ('open', 'click', 'opt_out', 'mirror')",
+        params,
     )
-    for kind, key in (
-        (LinkKind.URL, "CAST(e.tracked_url_id AS VARCHAR(20))"),
-        (LinkKind.LABEL, LABEL_KEY),
-        (LinkKind.CATEGORY, CATEGORY_KEY),
-    ):
-        _execute(
-            "INSERT INTO reporting_messagelinkrollup (message_id, kind, key, delivery_id, first_click_at, "
-            "first_human_click_at) "
-            f"SELECT e.message_id, %s, {key}, %s, MIN(e.logged_at), MIN(CASE WHEN {HUMAN} THEN e.logged_at END) "
-            f"{EVENTS_FROM} WHERE e.delivery_id = %s AND e.message_id IS NOT NULL AND e.tracked_url_id IS NOT NULL "
-            f"AND {IS_CLICK} GROUP BY e.message_id, {key}",
-            [kind.value, delivery_id, delivery_id],
-        )
-    person_key = "COALESCE(NULLIF(e.browser_id, ''), 'm' || CAST(e.message_id AS VARCHAR(20)))"
-    _execute(
-        "INSERT INTO reporting_personrollup (delivery_id, person_key, domain, human_domain) "
-        f"SELECT %s, person_key, MIN({_sql_binary('dom')}), MIN({_sql_binary(f'CASE WHEN NOT is_machine THEN dom END')}) "
-        f"FROM (SELECT {person_key} AS person_key, {domain} AS dom, e.is_machine {EVENTS_FROM} "
-        f"WHERE e.delivery_id = %s AND {IS_CLICK}) clicks WHERE person_key IS NOT NULL GROUP BY person_key",
-        d + d,
-    )
-
     deltas = _Deltas()
-    for is_machine, dom, opens, clicks, opt_outs, mirrors in _fetch(
-        f"SELECT e.is_machine, {domain} AS dom, SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END), SUM(CASE WHEN e.type = 'opt_out' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN e.type = 'mirror' THEN 1 ELSE 0 END) {EVENTS_FROM} WHERE e.delivery_id = %s "
-        "GROUP BY e.is_machine, dom",
-        d,
+    _count_events(deltas)
+    _merge_messages(deltas)
+    _merge_links(deltas)
+    _merge_persons(deltas)
+    deltas.write()
+    for table in TEMPORARY_TABLES:
+        _execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _count_events(deltas: _Deltas) -> None:
+    """The additive counters: opens, clicks, opt-outs, mirror views by domain, half hour, agent, link."""
+    for delivery_id, is_machine, domain, opens, clicks, opt_outs, mirrors in _fetch(
+        "SELECT delivery_id, is_machine, domain, SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), SUM(is_click), "
+        "SUM(CASE WHEN type = 'opt_out' THEN 1 ELSE 0 END), SUM(CASE WHEN type = 'mirror' THEN 1 ELSE 0 END) "
+        f"FROM {BATCH} GROUP BY delivery_id, is_machine, domain"
     ):
         counts = Counter(opens=opens, clicks=clicks, opt_outs=opt_outs, mirror_page_views=mirrors)
         for scope in scopes_of(bool(is_machine)):
             deltas.delivery[(delivery_id, scope)].update(counts)
-            deltas.domain[(delivery_id, scope, dom)].update(counts)
-    for is_machine, bucket, opens, clicks in _fetch(
-        f"SELECT e.is_machine, {_sql_half_hour('e.logged_at')} AS bucket, "
-        f"SUM(CASE WHEN e.type = 'open' THEN 1 ELSE 0 END), SUM(CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END) "
-        f"{EVENTS_FROM} WHERE e.delivery_id = %s AND (e.type = 'open' OR {IS_CLICK}) GROUP BY e.is_machine, bucket",
-        d,
+            deltas.domain[(delivery_id, scope, domain)].update(counts)
+    for delivery_id, is_machine, bucket, opens, clicks in _fetch(
+        f"SELECT delivery_id, is_machine, {_sql_half_hour('logged_at')} AS bucket, "
+        f"SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), SUM(is_click) FROM {BATCH} "
+        "WHERE type = 'open' OR is_click = 1 GROUP BY delivery_id, is_machine, bucket"
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.bucket[(delivery_id, scope, _as_datetime(bucket))].update(Counter(opens=opens, clicks=clicks))
-    for is_machine, user_agent_id, opens in _fetch(
-        "SELECT e.is_machine, COALESCE(e.user_agent_id, 0) AS ua, COUNT(*) FROM tracking_trackingevent e "
-        "WHERE e.delivery_id = %s AND e.type = 'open' GROUP BY e.is_machine, ua",
-        d,
+    for delivery_id, is_machine, user_agent_id, opens in _fetch(
+        f"SELECT delivery_id, is_machine, COALESCE(user_agent_id, 0) AS ua, COUNT(*) FROM {BATCH} "
+        "WHERE type = 'open' GROUP BY delivery_id, is_machine, ua"
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.user_agent[(delivery_id, scope, user_agent_id)]["opens"] += opens
-    for is_machine, url_id, label, category, day, clicks in _fetch(
-        f"SELECT e.is_machine, e.tracked_url_id, MAX({LABEL_KEY}), MAX({CATEGORY_KEY}), {_sql_day('e.logged_at')} AS day, "
-        f"COUNT(*) {EVENTS_FROM} WHERE e.delivery_id = %s AND e.tracked_url_id IS NOT NULL AND {IS_CLICK} "
-        "GROUP BY e.is_machine, e.tracked_url_id, day",
-        d,
-    ):
+    link_clicks = _fetch(
+        f"SELECT delivery_id, is_machine, tracked_url_id, {_sql_day('logged_at')} AS day, COUNT(*) FROM {BATCH} "
+        "WHERE tracked_url_id IS NOT NULL AND is_click = 1 GROUP BY delivery_id, is_machine, tracked_url_id, day"
+    )
+    keys = _link_keys_of({url_id for _d, _m, url_id, _day, _n in link_clicks})
+    for delivery_id, is_machine, url_id, day, clicks in link_clicks:
         for scope in scopes_of(bool(is_machine)):
-            for kind, key in ((LinkKind.URL, str(url_id)), (LinkKind.LABEL, label), (LinkKind.CATEGORY, category)):
+            for kind, key in keys[url_id]:
                 deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["clicks"] += clicks
+
+
+def _merge_messages(deltas: _Deltas) -> None:
+    _execute(
+        f"CREATE TEMPORARY TABLE {BATCH_MESSAGES} AS SELECT delivery_id, message_id, MAX(domain) AS domain, "
+        "SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END) AS opens, "
+        f"SUM(CASE WHEN type = 'open' AND {HUMAN} THEN 1 ELSE 0 END) AS human_opens, "
+        "SUM(is_click) AS clicks, "
+        f"SUM(CASE WHEN is_click = 1 AND {HUMAN} THEN 1 ELSE 0 END) AS human_clicks, "
+        "MIN(logged_at) AS first_open_at, "
+        f"MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_open_at, "
+        "MIN(CASE WHEN is_click = 1 THEN logged_at END) AS first_click_at, "
+        f"MIN(CASE WHEN is_click = 1 AND {HUMAN} THEN logged_at END) AS first_human_click_at "
+        f"FROM {BATCH} WHERE message_id IS NOT NULL AND (type = 'open' OR is_click = 1) GROUP BY delivery_id, message_id"
+    )
     for column, scope, counter in MESSAGE_FIRSTS:
-        for dom, bucket, recipients in _fetch(
-            f"SELECT domain, {_sql_half_hour(column)} AS bucket, COUNT(*) FROM reporting_messagerollup "
-            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY domain, bucket",
-            d,
+        for delivery_id, domain, old_bucket, new_bucket, recipients in _fetch(
+            f"SELECT b.delivery_id, COALESCE(r.domain, b.domain), {_sql_half_hour(f'r.{column}')}, "
+            f"{_sql_half_hour(f'b.{column}')}, COUNT(*) FROM {BATCH_MESSAGES} b "
+            "LEFT JOIN reporting_messagerollup r ON r.message_id = b.message_id "
+            f"WHERE b.{column} IS NOT NULL AND (r.{column} IS NULL OR b.{column} < r.{column}) GROUP BY 1, 2, 3, 4"
         ):
-            deltas.delivery[(delivery_id, scope)][counter] += recipients
-            deltas.domain[(delivery_id, scope, dom)][counter] += recipients
-            deltas.bucket[(delivery_id, scope, _as_datetime(bucket))][counter] += recipients
+            if old_bucket is None:
+                deltas.delivery[(delivery_id, scope)][counter] += recipients
+                deltas.domain[(delivery_id, scope, domain)][counter] += recipients
+            else:
+                deltas.bucket[(delivery_id, scope, _as_datetime(old_bucket))][counter] -= recipients
+            deltas.bucket[(delivery_id, scope, _as_datetime(new_bucket))][counter] += recipients
+    table = "reporting_messagerollup"
+    columns = ("message_id", "delivery_id", "domain", *MESSAGE_COUNTS, *(column for column, _, _ in MESSAGE_FIRSTS))
+    updates = [f"{name} = {table}.{name} + excluded.{name}" for name in MESSAGE_COUNTS]
+    updates += [f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _, _ in MESSAGE_FIRSTS]
+    _execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {BATCH_MESSAGES} WHERE 1 = 1 "
+        f"ON CONFLICT (message_id) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def _link_keys_of(url_ids: set[int]) -> dict[int, list[tuple[str, str]]]:
+    urls = {}
+    for chunk in _chunks(url_ids):
+        urls.update(
+            (pk, rest) for pk, *rest in TrackedUrl.objects.filter(id__in=chunk).values_list("id", "mode", "label", "url", "category")
+        )
+    return {url_id: _link_keys(url_id, urls.get(url_id)) for url_id in url_ids}
+
+
+def _link_group_expression(keys: dict[int, list[tuple[str, str]]], kind_index: int) -> tuple[str, list[str]]:
+    """SQL giving a URL's key of one link kind (its id, label or category) from `tracked_url_id`."""
+    if kind_index == 0:
+        return "CAST(tracked_url_id AS VARCHAR(20))", []
+    groups: dict[str, list[int]] = defaultdict(list)
+    for url_id, url_keys in keys.items():
+        groups[url_keys[kind_index][1]].append(url_id)
+    if not groups:
+        return "''", []
+    cases = " ".join(f"WHEN tracked_url_id IN ({', '.join(str(url_id) for url_id in ids)}) THEN %s" for ids in groups.values())
+    return f"CASE {cases} ELSE '' END", list(groups)
+
+
+def _merge_links(deltas: _Deltas) -> None:
+    """Merges first clicks per message and URL, then moves the distinct clicks of URLs, labels and
+    categories (a label's first click is the earliest over its URLs) and the click-stream pairs of the
+    recipients concerned: pairs of the sequence before are removed, pairs of the sequence after added."""
+    _execute(
+        f"CREATE TEMPORARY TABLE {BATCH_LINKS} AS SELECT delivery_id, message_id, tracked_url_id, "
+        f"MIN(logged_at) AS first_click_at, MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_click_at "
+        f"FROM {BATCH} WHERE is_click = 1 AND message_id IS NOT NULL AND tracked_url_id IS NOT NULL "
+        "GROUP BY delivery_id, message_id, tracked_url_id"
+    )
+    link_columns = "message_id, tracked_url_id, delivery_id, first_click_at, first_human_click_at"
+    of_batch = f"FROM reporting_messagelinkrollup WHERE message_id IN (SELECT message_id FROM {BATCH_LINKS})"
+    _execute(f"CREATE TEMPORARY TABLE {OLD_LINKS} AS SELECT {link_columns} {of_batch}")
+    table = "reporting_messagelinkrollup"
+    updates = ", ".join(f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _ in LINK_FIRSTS)
+    _execute(
+        f"INSERT INTO {table} ({link_columns}) SELECT {link_columns} FROM {BATCH_LINKS} WHERE 1 = 1 "
+        f"ON CONFLICT (message_id, tracked_url_id) DO UPDATE SET {updates}"
+    )
+    _execute(f"CREATE TEMPORARY TABLE {NEW_LINKS} AS SELECT {link_columns} {of_batch}")
+    keys = _link_keys_of({url_id for (url_id,) in _fetch(f"SELECT DISTINCT tracked_url_id FROM {NEW_LINKS}")})
     for column, scope in LINK_FIRSTS:
-        for kind, key, day, recipients in _fetch(
-            f"SELECT kind, key, {_sql_day(column)} AS day, COUNT(*) FROM reporting_messagelinkrollup "
-            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY kind, key, day",
-            d,
-        ):
-            deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["distinct_clicks"] += recipients
-        for from_key, to_key, recipients in _fetch(
-            f"SELECT from_key, to_key, COUNT(*) FROM (SELECT key AS from_key, LEAD(key) OVER "
-            f"(PARTITION BY message_id ORDER BY {column}, {_sql_binary('key')}) AS to_key "
-            f"FROM reporting_messagelinkrollup WHERE delivery_id = %s AND kind = 'url' AND {column} IS NOT NULL) "
-            "pairs WHERE to_key IS NOT NULL GROUP BY from_key, to_key",
-            d,
-        ):
-            deltas.stream[(delivery_id, scope, int(from_key), int(to_key))]["recipients"] += recipients
+        for kind_index, kind in enumerate(LinkKind.values):
+            group, group_params = _link_group_expression(keys, kind_index)
+            firsts = (
+                f"SELECT delivery_id, message_id, {group} AS link_key, MIN({column}) AS first_at FROM LINKS "
+                f"WHERE {column} IS NOT NULL GROUP BY delivery_id, message_id, link_key"
+            )
+            for delivery_id, key, old_day, new_day, recipients in _fetch(
+                f"SELECT n.delivery_id, n.link_key, {_sql_day('o.first_at')}, {_sql_day('n.first_at')}, COUNT(*) "
+                f"FROM ({firsts.replace('LINKS', NEW_LINKS)}) n LEFT JOIN ({firsts.replace('LINKS', OLD_LINKS)}) o "
+                "ON o.message_id = n.message_id AND o.link_key = n.link_key "
+                "WHERE o.first_at IS NULL OR n.first_at < o.first_at GROUP BY 1, 2, 3, 4",
+                group_params + group_params,
+            ):
+                if old_day is not None:
+                    deltas.link[(delivery_id, scope, kind, key, _as_date(old_day))]["distinct_clicks"] -= recipients
+                deltas.link[(delivery_id, scope, kind, key, _as_date(new_day))]["distinct_clicks"] += recipients
+        for links, sign in ((NEW_LINKS, 1), (OLD_LINKS, -1)):
+            for delivery_id, from_url, to_url, recipients in _fetch(
+                "SELECT delivery_id, from_url, to_url, COUNT(*) FROM (SELECT delivery_id, tracked_url_id AS from_url, "
+                f"LEAD(tracked_url_id) OVER (PARTITION BY message_id ORDER BY {column}, tracked_url_id) AS to_url "
+                f"FROM {links} WHERE {column} IS NOT NULL) pairs WHERE to_url IS NOT NULL GROUP BY 1, 2, 3"
+            ):
+                deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += sign * recipients
+
+
+def _merge_persons(deltas: _Deltas) -> None:
+    """Persons who clicked; each counts in its smallest recipient domain (moving there if smaller)."""
+    _execute(
+        f"CREATE TEMPORARY TABLE {BATCH_PERSONS} AS SELECT delivery_id, {PERSON_KEY} AS person_key, "
+        f"MIN({_sql_binary('domain')}) AS domain, MIN({_sql_binary(f'CASE WHEN {HUMAN} THEN domain END')}) AS human_domain "
+        f"FROM {BATCH} WHERE is_click = 1 AND {PERSON_KEY} IS NOT NULL GROUP BY delivery_id, {PERSON_KEY}"
+    )
     for column, scope in PERSON_DOMAINS:
-        for dom, persons in _fetch(
-            f"SELECT {column}, COUNT(*) FROM reporting_personrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
-            f"GROUP BY {column}",
-            d,
+        for delivery_id, old, new, persons in _fetch(
+            f"SELECT b.delivery_id, r.{column}, b.{column}, COUNT(*) FROM {BATCH_PERSONS} b "
+            "LEFT JOIN reporting_personrollup r ON r.delivery_id = b.delivery_id AND r.person_key = b.person_key "
+            f"WHERE b.{column} IS NOT NULL AND (r.{column} IS NULL OR {_sql_binary(f'b.{column}')} < {_sql_binary(f'r.{column}')}) "
+            "GROUP BY 1, 2, 3"
         ):
-            deltas.delivery[(delivery_id, scope)]["persons"] += persons
-            deltas.domain[(delivery_id, scope, dom)]["persons"] += persons
-    deltas.write()
+            if old is None:
+                deltas.delivery[(delivery_id, scope)]["persons"] += persons
+            else:
+                deltas.domain[(delivery_id, scope, old)]["persons"] -= persons
+            deltas.domain[(delivery_id, scope, new)]["persons"] += persons
+    table = "reporting_personrollup"
+    updates = ", ".join(f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _ in PERSON_DOMAINS)
+    _execute(
+        f"INSERT INTO {table} (delivery_id, person_key, domain, human_domain) "
+        f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE 1 = 1 "
+        f"ON CONFLICT (delivery_id, person_key) DO UPDATE SET {updates}"
+    )
+
 
 
 def delivery_recompute(*, delivery_id: int) -> Delivery:
@@ -714,7 +556,9 @@ def delivery_recompute(*, delivery_id: int) -> Delivery:
         delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None:
             raise NotFound("No such delivery.")
-        _rebuild_event_rollups(delivery_id)
+        for model in EVENT_ROLLUPS:
+            model.objects.filter(delivery_id=delivery_id).delete()
+        _apply_event_batch("e.delivery_id = %s", [delivery_id])
         _refresh_delivery_counters(delivery)
         delivery_message_stats_refresh(delivery_id=delivery_id)
     return delivery
