@@ -658,22 +658,20 @@ def _hand_over(message: Message, email: EmailMessage, connection) -> _Outcome:
     return _Outcome(message)
 
 
-def _submit_group(delivery: Delivery, content: SendContent, group: list[Message], connection, sender: ThreadPoolExecutor) -> list[Future | _Outcome]:
-    """Renders each message here and queues it on the sending thread, so rendering and database
-    writes overlap the SMTP round trips."""
-    pending: list[Future | _Outcome] = []
+def _hand_over_group(items: list[tuple[Message, EmailMessage] | _Outcome], connection) -> list[_Outcome]:
+    return [item if isinstance(item, _Outcome) else _hand_over(*item, connection) for item in items]
+
+
+def _submit_group(delivery: Delivery, content: SendContent, group: list[Message], connection, sender: ThreadPoolExecutor) -> Future:
+    """Renders the group here and queues it, whole, on the sending thread: the next group is
+    rendered and the previous one recorded while this one goes through the SMTP round trips."""
+    items: list[tuple[Message, EmailMessage] | _Outcome] = []
     for message in group:
         try:
-            email = _email_for(delivery, content, message, connection)
+            items.append((message, _email_for(delivery, content, message, connection)))
         except Exception as exc:
-            pending.append(_failed(message, exc))
-            continue
-        pending.append(sender.submit(_hand_over, message, email, connection))
-    return pending
-
-
-def _collect(pending: list[Future | _Outcome]) -> list[_Outcome]:
-    return [item.result() if isinstance(item, Future) else item for item in pending]
+            items.append(_failed(message, exc))
+    return sender.submit(_hand_over_group, items, connection)
 
 
 def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | None = None, connection=None) -> bool:
@@ -704,7 +702,7 @@ def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | Non
     connection.open()
     # Groups handed to the sending thread and not yet recorded: at most two at any time, so a crash
     # leaves at most 2 * SEND_FLUSH_SIZE messages uncertain (marked interrupted, never resent).
-    in_flight: deque[list[Future | _Outcome]] = deque()
+    in_flight: deque[Future] = deque()
     outcomes: list[_Outcome] = []
     # The sending thread wakes up on every SMTP reply; with Python's default 5 ms GIL switch
     # interval it would wait behind the rendering thread each time. Restored when the batch ends.
@@ -716,18 +714,16 @@ def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | Non
                 group = messages[start : start + SEND_FLUSH_SIZE]
                 if not _flush_and_advance(delivery_id, outcomes, group, claimed_ids[start:], message_id_suffix):
                     # Paused or cancelled: what was already handed over completes and is recorded.
-                    _flush_and_advance(delivery_id, [o for p in in_flight for o in _collect(p)], [], [], message_id_suffix)
+                    _flush_and_advance(delivery_id, [o for f in in_flight for o in f.result()], [], [], message_id_suffix)
                     return False
                 in_flight.append(_submit_group(delivery, content, group, connection, sender))
-                outcomes = _collect(in_flight.popleft()) if len(in_flight) > 1 else []
-            outcomes += [o for p in in_flight for o in _collect(p)]
+                outcomes = in_flight.popleft().result() if len(in_flight) > 1 else []
+            outcomes += [o for f in in_flight for o in f.result()]
             in_flight.clear()
             _flush_and_advance(delivery_id, outcomes, [], [], message_id_suffix)
     except BaseException:
-        for pending in in_flight:
-            for item in pending:
-                if isinstance(item, Future):
-                    item.cancel()
+        for future in in_flight:
+            future.cancel()
         raise
     finally:
         sys.setswitchinterval(switch_interval)
