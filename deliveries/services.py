@@ -21,6 +21,7 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from email.policy import Compat32
 from functools import lru_cache
 
 from django.conf import settings
@@ -443,6 +444,26 @@ def message_render(*, message: Message) -> RenderedMessage:
     )
 
 
+class _FastHeaderPolicy(Compat32):
+    """Python's default email policy, except that a short ASCII header is written as is: that is
+    what the Header folding algorithm produces for it anyway, at a fraction of the cost."""
+
+    def _fold(self, name, value, sanitize):
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and value == value.strip()
+            and "\n" not in value
+            and "\r" not in value
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+FAST_HEADER_POLICY = _FastHeaderPolicy()
+
+
 class PreparedEmail(EmailMultiAlternatives):
     """An email whose MIME form is built and serialized by `prepare()` on the rendering thread, so
     the sending thread only talks to the server. Any backend still gets a regular EmailMessage."""
@@ -455,6 +476,7 @@ class PreparedEmail(EmailMultiAlternatives):
             # A random boundary cannot occur in the content; setting it spares the generator a
             # regular-expression compile per message to check that.
             mime.set_boundary(f"=_beacon_{uuid.uuid4().hex}")
+        mime.policy = FAST_HEADER_POLICY
         smtp_bytes = mime.as_bytes(linesep="\r\n")
         serialize = mime.as_bytes
 

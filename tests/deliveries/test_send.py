@@ -404,3 +404,20 @@ def test_proof_without_audience_uses_a_blank_profile():
     assert mail.outbox[0].subject == "[Proof] Hello !"
     assert "https://shop.example.com/me?id=" in mail.outbox[0].alternatives[0][0]
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("first_name", ["Ann", "Zoé Ünïcödé", "A" * 120])
+def test_fast_header_serialization_matches_pythons(first_name, settings):
+    from email.policy import compat32
+
+    settings.BEACON_UNSUBSCRIBE_MAILTO = ""
+    delivery = make_delivery([ProfileFactory(first_name=first_name)])
+    message = Message.objects.select_related("profile").get(delivery=delivery)
+    message.smtp_message_id = f"<{message.id}.test@beacon.example>"
+
+    prepared = services._email_for(delivery, services.send_content(delivery), message, None)
+    mime = prepared.message()
+    fast = mime.as_bytes(linesep="\r\n")
+    mime.policy = compat32
+
+    assert fast == type(mime).as_bytes(mime, linesep="\r\n")
