@@ -12,4 +12,5 @@ def bare_redirect(request, token):
     return response
 
 
-urlpatterns = [path("bare/<str:token>", bare_redirect), *beacon_urlpatterns]
+# Right after the tracking endpoints, so both views cost the same URL resolution.
+urlpatterns = [beacon_urlpatterns[0], path("bare/<str:token>", bare_redirect), *beacon_urlpatterns[1:]]
