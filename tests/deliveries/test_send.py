@@ -406,7 +406,7 @@ def test_proof_without_audience_uses_a_blank_profile():
     assert not Message.objects.exists()
 
 
-@pytest.mark.parametrize("first_name", ["Ann", "Zoé Ünïcödé", "A" * 120])
+@pytest.mark.parametrize("first_name", ["Ann", "Zoé Ünïcödé", "A" * 95])
 def test_fast_header_serialization_matches_pythons(first_name, settings):
     from email.policy import compat32
 
