@@ -89,6 +89,10 @@ class AuditAction:
     DELETED = "deleted"
 
 
+class RelayUnavailable(Exception):
+    """The email backend cannot be reached; nothing was sent, the batch can be retried later."""
+
+
 SEND_FLUSH_SIZE = 20
 SENDING_SWITCH_INTERVAL = 0.001
 # Longer than a batch task's hard time limit: a claim older than this belongs to a dead worker.
@@ -721,7 +725,11 @@ def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | Non
     domain = delivery.from_email.rpartition("@")[2] or "beacon.local"
     message_id_suffix = f".{uuid.uuid4().hex[:16]}@{domain}>"
     connection = connection or get_connection()
-    connection.open()
+    try:
+        connection.open()
+    except OSError as exc:  # smtplib's errors are OSErrors too
+        Message.objects.filter(id__in=claimed_ids, status=MessageStatus.PENDING).update(claimed_by="", claimed_at=None)
+        raise RelayUnavailable(f"The email backend cannot be reached: {exc}") from exc
     # Groups handed to the sending thread and not yet recorded: at most two at any time, so a crash
     # leaves at most 2 * SEND_FLUSH_SIZE messages uncertain (marked interrupted, never resent).
     in_flight: deque[Future] = deque()

@@ -421,3 +421,23 @@ def test_fast_header_serialization_matches_pythons(first_name, settings):
     mime.policy = compat32
 
     assert fast == type(mime).as_bytes(mime, linesep="\r\n")
+
+
+class UnreachableBackend(LocmemBackend):
+    def open(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_unreachable_relay_releases_the_batch_for_a_retry():
+    delivery = make_delivery(ProfileFactory.create_batch(3))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    with pytest.raises(services.RelayUnavailable):
+        services.delivery_send_batch(delivery_id=delivery.pk, task_id="t", connection=UnreachableBackend())
+
+    assert Message.objects.filter(delivery=delivery, status=MessageStatus.PENDING, claimed_by="").count() == 3
+    while services.delivery_send_batch(delivery_id=delivery.pk, task_id="t-retry", connection=LocmemBackend()):
+        pass
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.success) == (DeliveryStatus.FINISHED, 3)
