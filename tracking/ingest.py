@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import redis
+from kombu.exceptions import OperationalError as KombuOperationalError
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
@@ -360,12 +361,23 @@ def _flag_bursts(rows: list[tuple]) -> None:
         )
 
 
-def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None:
+def _queue_user_agent_parsing(ids: list[int]) -> None:
+    from tracking.tasks import parse_user_agents
+
+    try:
+        parse_user_agents.delay(ids)
+    except (KombuOperationalError, redis.RedisError, OSError, DatabaseError):
+        # The events are stored; the periodic task parses what is left unparsed.
+        logger.warning("Could not queue user-agent parsing", exc_info=True)
+
+
+def events_store(events: list[dict]) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
     The insert and the burst check of a batch commit together, so no reader sees a burst unflagged;
-    the user-agent rows commit on their own (idempotent, like everything here). With `parse_user_agents`, new user agents are queued for parsing (the
-    consumer does; a request handler does not, and leaves them to the periodic task).
+    the user-agent rows commit on their own (idempotent, like everything here). User agents seen for
+    the first time are queued for parsing once committed (with the embedded default's in-process
+    tasks, that parse runs right there, once per distinct user agent and process).
     """
     unparsed: list[int] = []
     for start in range(0, len(events), STORE_BATCH_SIZE):
@@ -376,10 +388,8 @@ def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None
             _insert_rows(rows)
             _flag_bursts(rows)
         unparsed.extend(new_unparsed)
-    if parse_user_agents and unparsed:
-        from tracking.tasks import parse_user_agents as parse_task
-
-        parse_task.delay(unparsed)
+    if unparsed:
+        transaction.on_commit(lambda: _queue_user_agent_parsing(unparsed))
 
 
 # --- Stream consumer ---
@@ -426,7 +436,7 @@ def stream_consume_batch(
         entries = answer[0][1] if answer else []
     if not entries:
         return 0
-    events_store(_decode(entries), parse_user_agents=True)
+    events_store(_decode(entries))
     _acknowledge(client, [entry_id for entry_id, _ in entries])
     return len(entries)
 
