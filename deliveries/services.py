@@ -86,7 +86,6 @@ class AuditAction:
     CANCELLED = "cancelled"
     FINISHED = "finished"
     PROOF = "proof"
-    DELETED = "deleted"
 
 
 class RelayUnavailable(Exception):
@@ -129,8 +128,6 @@ def _queue_send_batch(delivery_id: int) -> None:
 
 
 # --- Creation and edition -------------------------------------------------------------------------
-
-CONTENT_FIELDS = ("label", "subject", "from_email", "reply_to", "html", "text", "track_opens", "track_clicks", "mirror_page")
 
 
 def delivery_validate(*, label: str, subject: str, from_email: str, reply_to: str, html: str, text: str) -> None:
