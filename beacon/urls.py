@@ -3,6 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # First: the public tracking endpoints are the hot path, and URL resolution tries patterns in order.
+    path("", include("tracking.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -10,6 +12,5 @@ urlpatterns = [
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),
     path("api/", include("reporting.api_urls")),
-    path("", include("tracking.urls")),
     path("", include("reporting.urls")),
 ]

@@ -34,7 +34,6 @@ PROFILE_FIELDS = ("id", "email", "first_name", "last_name", "email_format")
 
 MAX_LABEL_LENGTH = 300
 _PERSONALIZED_RE = re.compile(r"{{\s*profile\.")
-_SPECIAL_HREF_RE = re.compile(r"^\s*{{\s*(unsubscribe_url|mirror_url)\s*}}\s*$")
 _TEMPLATE_TAG_RE = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.DOTALL)
 # A URL in plain text; a `{{ ... }}` placeholder may sit inside it. Trailing punctuation is prose.
 _TEXT_URL_RE = re.compile(r"https?://(?:{{[^}]*}}|[^\s<>\"'{}])+")

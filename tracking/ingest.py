@@ -20,6 +20,7 @@ For the stream to keep what it acknowledged across a Redis restart, Redis must p
 """
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -31,11 +32,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import redis
+from kombu.exceptions import OperationalError as KombuOperationalError
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from tracking import lookups, machine
 from tracking.lookups import TTLCache
+from tracking.stream import StreamAppender, StreamUnavailable
 from tracking.models import EventType, TrackingEvent, UserAgent
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,15 @@ class EventNotStored(Exception):
     """Neither the stream, the database nor the spool took the event: it must not be acknowledged."""
 
 
+def new_event_id(now: float) -> str:
+    """A UUIDv7-style id (millisecond time first, then random bits): time-ordered ids keep inserts
+    into the unique index on event_id near its right edge instead of all over the tree."""
+    value = (int(now * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    return f"{value:032x}"
+
+
 def event_payload(
     *,
     type: str,
@@ -69,10 +81,11 @@ def event_payload(
     machine_reason: str = "",
 ) -> dict:
     """The plain dict that travels through the stream and the spool; `ip` must be anonymized already."""
+    now = time.time()
     return {
-        "id": uuid.uuid4().hex,
+        "id": new_event_id(now),
         "ty": type,
-        "at": time.time(),
+        "at": now,
         "d": delivery_id,
         "m": message_id,
         "p": profile_id,
@@ -103,14 +116,40 @@ def redis_client() -> redis.Redis | None:
     return client
 
 
+class RedisPyAppender:
+    """XADD through redis-py, for the URLs StreamAppender does not speak (rediss://, TLS)."""
+
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+
+    def append(self, payload: bytes) -> None:
+        self.client.xadd(self.stream, {STREAM_FIELD: payload})
+
+
+_appenders: dict[tuple[str, str], StreamAppender | RedisPyAppender] = {}
+
+
+def _appender(url: str) -> StreamAppender | RedisPyAppender:
+    key = (url, settings.BEACON_EVENT_STREAM)
+    appender = _appenders.get(key)
+    if appender is None:
+        if url.startswith(("redis://", "unix://")):
+            appender = StreamAppender(url, settings.BEACON_EVENT_STREAM)
+        else:
+            appender = RedisPyAppender(redis_client(), settings.BEACON_EVENT_STREAM)
+        _appenders[key] = appender
+    return appender
+
+
 def _stream_append(event: dict) -> bool:
     global _redis_down_until
-    client = redis_client()
-    if client is None or time.monotonic() < _redis_down_until:
+    url = settings.BEACON_EVENT_REDIS_URL
+    if not url or time.monotonic() < _redis_down_until:
         return False
     try:
-        client.xadd(settings.BEACON_EVENT_STREAM, {STREAM_FIELD: json.dumps(event, separators=(",", ":"))})
-    except redis.RedisError:
+        _appender(url).append(json.dumps(event, separators=(",", ":")).encode())
+    except (StreamUnavailable, redis.RedisError):
         logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
         _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         return False
@@ -212,6 +251,8 @@ def _rows(events: list[dict], user_agent_ids: dict[str, int]) -> list[tuple]:
     return rows
 
 
+LOAD_TABLE = "tracking_event_load"
+COPY_THRESHOLD = 50
 EVENT_COLUMNS = (
     "event_id",
     "type",
@@ -230,20 +271,52 @@ EVENT_COLUMNS = (
 )
 
 
-def _insert_rows(rows: list[tuple]) -> None:
-    if connection.vendor == "postgresql":
-        from psycopg2.extras import execute_values
+def _copy_escape(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
-        table = TrackingEvent._meta.db_table
-        sql = (
-            f"INSERT INTO {table} ({', '.join(EVENT_COLUMNS)}) VALUES %s ON CONFLICT (event_id) DO NOTHING"
-        )
-        template = "(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s)"
-        with connection.cursor() as cursor:
-            execute_values(cursor.cursor, sql, rows, template=template, page_size=len(rows))
-    else:
+
+def _copy_line(row: tuple) -> str:
+    """A row in PostgreSQL's COPY text format (`\\N` is NULL); one f-string, it runs per event."""
+    (event_id, type_, logged_at, delivery, message, profile, url, agent, ip, browser, page, amount, machine, reason) = row
+    null = "\\N"
+    return (
+        f"{event_id}\t{type_}\t{logged_at.isoformat()}\t{null if delivery is None else delivery}\t"
+        f"{null if message is None else message}\t{null if profile is None else profile}\t"
+        f"{null if url is None else url}\t{null if agent is None else agent}\t{null if ip is None else ip}\t"
+        f"{_copy_escape(browser)}\t{_copy_escape(page) if page else ''}\t{null if amount is None else amount}\t"
+        f"{'t' if machine else 'f'}\t{_copy_escape(reason)}\n"
+    )
+
+
+def _insert_rows(rows: list[tuple]) -> None:
+    """One bulk insert that skips event ids already stored.
+
+    On PostgreSQL, a few rows (a request's direct write) go in one INSERT ... VALUES; a consumer's
+    batch is COPied into a session-local temporary table (no index, no WAL, emptied at commit) and
+    moved with one INSERT ... SELECT. Either way: ON CONFLICT (event_id) DO NOTHING.
+    """
+    if connection.vendor != "postgresql":
         TrackingEvent.objects.bulk_create(
             [TrackingEvent(**dict(zip(EVENT_COLUMNS, row))) for row in rows], ignore_conflicts=True
+        )
+        return
+    table, columns = TrackingEvent._meta.db_table, ", ".join(EVENT_COLUMNS)
+    with connection.cursor() as cursor:
+        if len(rows) < COPY_THRESHOLD:
+            template = "(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s, %s, %s)"
+            values = b",".join(cursor.cursor.mogrify(template, row) for row in rows).decode()
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (event_id) DO NOTHING")
+            return
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {LOAD_TABLE} ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM {table} WITH NO DATA"
+        )
+        data = io.StringIO("".join(map(_copy_line, rows)))
+        cursor.cursor.copy_expert(f"COPY {LOAD_TABLE} ({columns}) FROM STDIN", data)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {LOAD_TABLE} ON CONFLICT (event_id) DO NOTHING"
         )
 
 
@@ -288,12 +361,23 @@ def _flag_bursts(rows: list[tuple]) -> None:
         )
 
 
-def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None:
+def _queue_user_agent_parsing(ids: list[int]) -> None:
+    from tracking.tasks import parse_user_agents
+
+    try:
+        parse_user_agents.delay(ids)
+    except (KombuOperationalError, redis.RedisError, OSError, DatabaseError):
+        # The events are stored; the periodic task parses what is left unparsed.
+        logger.warning("Could not queue user-agent parsing", exc_info=True)
+
+
+def events_store(events: list[dict]) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
     The insert and the burst check of a batch commit together, so no reader sees a burst unflagged;
-    the user-agent rows commit on their own (idempotent, like everything here). With `parse_user_agents`, new user agents are queued for parsing (the
-    consumer does; a request handler does not, and leaves them to the periodic task).
+    the user-agent rows commit on their own (idempotent, like everything here). User agents seen for
+    the first time are queued for parsing once committed (with the embedded default's in-process
+    tasks, that parse runs right there, once per distinct user agent and process).
     """
     unparsed: list[int] = []
     for start in range(0, len(events), STORE_BATCH_SIZE):
@@ -304,10 +388,8 @@ def events_store(events: list[dict], *, parse_user_agents: bool = False) -> None
             _insert_rows(rows)
             _flag_bursts(rows)
         unparsed.extend(new_unparsed)
-    if parse_user_agents and unparsed:
-        from tracking.tasks import parse_user_agents as parse_task
-
-        parse_task.delay(unparsed)
+    if unparsed:
+        transaction.on_commit(lambda: _queue_user_agent_parsing(unparsed))
 
 
 # --- Stream consumer ---
@@ -354,7 +436,7 @@ def stream_consume_batch(
         entries = answer[0][1] if answer else []
     if not entries:
         return 0
-    events_store(_decode(entries), parse_user_agents=True)
+    events_store(_decode(entries))
     _acknowledge(client, [entry_id for entry_id, _ in entries])
     return len(entries)
 

@@ -75,6 +75,8 @@ class TrackedUrlInfo:
     url: str
     mode: str
     is_personalized: bool
+    # For a link without personalization: the URL if it is a safe redirect target, else None.
+    fixed_target: str | None
 
 
 _messages = TTLCache(maxsize=50_000)
@@ -110,7 +112,11 @@ def tracked_url_info(url_id: int) -> TrackedUrlInfo | None:
             .values_list("delivery_id", "url", "mode", "is_personalized")
             .first()
         )
-        info = None if row is None else TrackedUrlInfo(url_id, *row)
+        info = None
+        if row is not None:
+            delivery_id, url, mode, is_personalized = row
+            fixed_target = url if not is_personalized and is_safe_target(url) else None
+            info = TrackedUrlInfo(url_id, delivery_id, url, mode, is_personalized, fixed_target)
         _urls.set(url_id, info)
     return info
 
@@ -129,7 +135,7 @@ def is_safe_target(url: str) -> bool:
 def redirect_target(message: MessageInfo, url: TrackedUrlInfo) -> str | None:
     """The recipient's URL for this link: the stored URL, personalized for them; None if unusable."""
     if not url.is_personalized:
-        return url.url if is_safe_target(url.url) else None
+        return url.fixed_target
     key = (message.id, url.id)
     target = _personal_urls.get(key)
     if target is _MISSING:

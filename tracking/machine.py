@@ -6,6 +6,7 @@ in ``machine_reason``, so "humans only" numbers leave them out and "all" keeps t
 The checks that need only the request run in the handler (pure computation, no queries); the burst
 check needs the other clicks of the message and runs at ingestion (``tracking.ingest``).
 """
+import functools
 import ipaddress
 import re
 from datetime import datetime, timedelta
@@ -89,7 +90,9 @@ APPLE_NETWORKS = (ipaddress.ip_network("17.0.0.0/8"),)
 PREFETCH_HEADERS = ("HTTP_PURPOSE", "HTTP_SEC_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_scanner_user_agent(user_agent: str) -> bool:
+    # Cached: a handful of user agents make most requests, and the pattern scan is the costly part.
     return not user_agent or bool(_SCANNER_RE.search(user_agent))
 
 

@@ -74,27 +74,28 @@ class TrackingEvent(models.Model):
     """One recorded action [Campaign: trackingLogRcp].
 
     Foreign keys carry no database constraint: ingestion writes in bulk and must never fail because a
-    delivery or URL was deleted meanwhile; readers join to what still exists.
+    delivery or URL was deleted meanwhile; readers join to what still exists. Nor do they carry an
+    index of their own: every index slows the bulk insert, so only the composite ones below exist.
     """
 
     event_id = models.UUIDField(default=uuid.uuid4, unique=True)
     type = models.CharField(max_length=16, choices=EventType.choices)
     logged_at = models.DateTimeField()
     delivery = models.ForeignKey(
-        "deliveries.Delivery", null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "deliveries.Delivery", null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     message = models.ForeignKey(
-        "deliveries.Message", null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "deliveries.Message", null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     # Empty when the recipient's tracking consent is off: counted, but not linked to the person.
     profile = models.ForeignKey(
-        "profiles.Profile", null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "profiles.Profile", null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     tracked_url = models.ForeignKey(
-        TrackedUrl, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        TrackedUrl, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     user_agent = models.ForeignKey(
-        UserAgent, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        UserAgent, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     ip = models.GenericIPAddressField(null=True, blank=True, help_text="Anonymized.")
     browser_id = models.CharField(max_length=32, blank=True)

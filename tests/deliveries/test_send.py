@@ -404,3 +404,40 @@ def test_proof_without_audience_uses_a_blank_profile():
     assert mail.outbox[0].subject == "[Proof] Hello !"
     assert "https://shop.example.com/me?id=" in mail.outbox[0].alternatives[0][0]
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("first_name", ["Ann", "Zoé Ünïcödé", "A" * 95])
+def test_fast_header_serialization_matches_pythons(first_name, settings):
+    from email.policy import compat32
+
+    settings.BEACON_UNSUBSCRIBE_MAILTO = ""
+    delivery = make_delivery([ProfileFactory(first_name=first_name)])
+    message = Message.objects.select_related("profile").get(delivery=delivery)
+    message.smtp_message_id = f"<{message.id}.test@beacon.example>"
+
+    prepared = services._email_for(delivery, services.send_content(delivery), message, None)
+    mime = prepared.message()
+    fast = mime.as_bytes(linesep="\r\n")
+    mime.policy = compat32
+
+    assert fast == type(mime).as_bytes(mime, linesep="\r\n")
+
+
+class UnreachableBackend(LocmemBackend):
+    def open(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_unreachable_relay_releases_the_batch_for_a_retry():
+    delivery = make_delivery(ProfileFactory.create_batch(3))
+    delivery.status = DeliveryStatus.SENDING
+    delivery.save()
+
+    with pytest.raises(services.RelayUnavailable):
+        services.delivery_send_batch(delivery_id=delivery.pk, task_id="t", connection=UnreachableBackend())
+
+    assert Message.objects.filter(delivery=delivery, status=MessageStatus.PENDING, claimed_by="").count() == 3
+    while services.delivery_send_batch(delivery_id=delivery.pk, task_id="t-retry", connection=LocmemBackend()):
+        pass
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.success) == (DeliveryStatus.FINISHED, 3)

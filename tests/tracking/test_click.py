@@ -42,7 +42,9 @@ def test_click_redirects_to_the_stored_url_and_records_the_event(client, sent_me
     assert UserAgent.objects.get(pk=event.user_agent_id).raw == BROWSER
     assert len(event.browser_id) == 32
     assert response.cookies[BROWSER_COOKIE].value == event.browser_id
-    assert response.cookies[BROWSER_COOKIE]["samesite"] == "Lax"
+    browser_cookie = response.cookies[BROWSER_COOKIE]
+    assert (browser_cookie["samesite"], browser_cookie["httponly"], browser_cookie["secure"]) == ("Lax", True, True)
+    assert browser_cookie["max-age"] == 2 * 365 * 24 * 3600 and browser_cookie["path"] == "/"
     assert response.cookies[WEB_COOKIE].value
 
 

@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal
 
 import pytest
 import redis
@@ -137,3 +138,36 @@ def test_events_store_is_idempotent_by_event_id(sent_message):
     ingest.events_store([event, dict(event)])
     ingest.events_store([event])
     assert TrackingEvent.objects.count() == 1
+
+
+def test_a_consumer_sized_batch_round_trips_every_field(sent_message):
+    awkward = "https://shop.example.com/a\tb\\c\nd\re?q=ü"
+    events = [
+        ingest.event_payload(
+            type=EventType.WEB_PAGE,
+            delivery_id=sent_message.delivery_id,
+            message_id=sent_message.id,
+            profile_id=None if number % 2 else sent_message.profile_id,
+            tracked_url_id=None,
+            user_agent=f"Agent {number % 3}",
+            ip="2001:db8::" if number % 2 else "192.0.2.0",
+            browser_id=f"{number:032x}",
+            page_url=awkward,
+            amount="12.5" if number % 3 == 0 else None,
+            machine_reason="scanner" if number % 5 == 0 else "",
+        )
+        for number in range(ingest.COPY_THRESHOLD * 2 + 1)
+    ]
+    ingest.events_store(events)
+    ingest.events_store(events)
+    stored = {str(event.event_id.hex): event for event in TrackingEvent.objects.all()}
+    assert len(stored) == len(events)
+    for number, payload in enumerate(events):
+        event = stored[payload["id"]]
+        assert event.page_url == awkward
+        assert event.browser_id == f"{number:032x}"
+        assert event.ip == ("2001:db8::" if number % 2 else "192.0.2.0")
+        assert event.amount == (Decimal("12.50") if number % 3 == 0 else None)
+        assert (event.is_machine, event.machine_reason) == ((True, "scanner") if number % 5 == 0 else (False, ""))
+        assert event.profile_id == (None if number % 2 else sent_message.profile_id)
+        assert abs(event.logged_at.timestamp() - payload["at"]) < 0.001

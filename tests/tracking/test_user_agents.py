@@ -39,13 +39,37 @@ def test_user_agents_are_parsed_once(raw, os_family, browser, device_type, is_bo
     assert user_agents_parse() == 0
 
 
-def test_the_consumer_queues_new_user_agents_for_parsing_and_reuses_rows(sent_message):
+def test_new_user_agents_are_queued_for_parsing_once_stored_and_rows_are_reused(
+    sent_message, django_capture_on_commit_callbacks
+):
     events = [
         ingest.event_payload(
             type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None, user_agent=ua
         )
         for ua in (IPHONE, IPHONE, WINDOWS)
     ]
-    ingest.events_store(events, parse_user_agents=True)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ingest.events_store(events)
+    assert len(callbacks) == 1
     assert UserAgent.objects.count() == 2
     assert not UserAgent.objects.filter(parsed_at__isnull=True).exists()
+
+
+def test_an_unreachable_broker_does_not_lose_the_event(sent_message, monkeypatch, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    from tracking import tasks
+    from tracking.models import TrackingEvent
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("broker unreachable")
+
+    monkeypatch.setattr(tasks.parse_user_agents, "delay", broker_down)
+    event = ingest.event_payload(
+        type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None, user_agent=IPAD
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest.events_store([event])
+    assert TrackingEvent.objects.count() == 1
+    assert UserAgent.objects.get().parsed_at is None
+    assert user_agents_parse() == 1
