@@ -21,5 +21,10 @@ def delivery_send_batch_task(self, delivery_id: int) -> None:
     Safe to run twice: the task id is the claim owner, so a redelivered execution settles what the
     previous one left (see `deliveries.services`) instead of sending it again.
     """
-    if services.delivery_send_batch(delivery_id=delivery_id, task_id=self.request.id or "eager"):
+    if self.request.is_eager:
+        # In-process (embedded default): a loop, since re-queuing would recurse once per batch.
+        while services.delivery_send_batch(delivery_id=delivery_id, task_id=self.request.id or "eager"):
+            pass
+        return
+    if services.delivery_send_batch(delivery_id=delivery_id, task_id=self.request.id):
         delivery_send_batch_task.delay(delivery_id)

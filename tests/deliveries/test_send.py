@@ -441,3 +441,24 @@ def test_unreachable_relay_releases_the_batch_for_a_retry():
         pass
     delivery.refresh_from_db()
     assert (delivery.status, delivery.success) == (DeliveryStatus.FINISHED, 3)
+
+
+def test_in_process_send_of_many_batches_does_not_recurse(settings, mailoutbox, django_capture_on_commit_callbacks):
+    import sys
+
+    from deliveries.services import delivery_analyze, delivery_send
+    from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
+
+    settings.BEACON_SEND_BATCH_SIZE = 1
+    profiles = ProfileFactory.create_batch(40)
+    delivery = DeliveryFactory(lists=[ListFactory(members=profiles)])
+    delivery_analyze(delivery_id=delivery.pk)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(300)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery_send(delivery_id=delivery.pk)
+    finally:
+        sys.setrecursionlimit(limit)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.success, len(mailoutbox)) == ("finished", 40, 40)
