@@ -122,9 +122,20 @@ def _set_cookie(response: HttpResponse, name: str, value: str, max_age: int) -> 
         morsel["secure"] = True
 
 
-def _submit(request: HttpRequest, **fields) -> bool:
+def _submit(request: HttpRequest, event_type: str, message, **fields) -> bool:
+    """Hands on one event of this message, with what every event takes from the request."""
     try:
-        event_submit(event_payload(**fields))
+        event_submit(
+            event_payload(
+                type=event_type,
+                delivery_id=message.delivery_id,
+                message_id=message.id,
+                profile_id=message.event_profile_id,
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                ip=anonymize_ip(client_ip(request)),
+                **fields,
+            )
+        )
     except EventNotStored:
         return False
     return True
@@ -169,13 +180,9 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     )
     stored = _submit(
         request,
-        type=EventType.CLICK,
-        delivery_id=message.delivery_id,
-        message_id=message.id,
-        profile_id=message.event_profile_id,
+        EventType.CLICK,
+        message,
         tracked_url_id=url.id,
-        user_agent=user_agent,
-        ip=anonymize_ip(client_ip(request)),
         browser_id=browser_id,
         machine_reason=reason,
     )
@@ -211,12 +218,8 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     raw_ip = client_ip(request)
     stored = _submit(
         request,
-        type=EventType.OPEN,
-        delivery_id=message.delivery_id,
-        message_id=message.id,
-        profile_id=message.event_profile_id,
-        user_agent=user_agent,
-        ip=anonymize_ip(raw_ip),
+        EventType.OPEN,
+        message,
         browser_id=_known_browser_id(request),
         machine_reason=machine.open_machine_reason(request.META, request.method, user_agent, raw_ip),
     )
@@ -248,13 +251,9 @@ def mirror(request: HttpRequest, token: str) -> HttpResponse:
     user_agent = request.META.get("HTTP_USER_AGENT", "")
     stored = _submit(
         request,
-        type=EventType.MIRROR,
-        delivery_id=message.delivery_id,
-        message_id=message.id,
-        profile_id=message.event_profile_id,
+        EventType.MIRROR,
+        message,
         tracked_url_id=url.id if url else None,
-        user_agent=user_agent,
-        ip=anonymize_ip(client_ip(request)),
         browser_id=_known_browser_id(request),
         machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
     )
@@ -297,13 +296,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     else:
         _submit(
             request,
-            type=EventType.CLICK,
-            delivery_id=message.delivery_id,
-            message_id=message.id,
-            profile_id=message.event_profile_id,
+            EventType.CLICK,
+            message,
             tracked_url_id=url.id if url else None,
-            user_agent=user_agent,
-            ip=anonymize_ip(client_ip(request)),
             machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
         )
         response = render(request, "tracking/unsubscribe.html", {"token": token})
@@ -342,13 +337,9 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
     user_agent = request.META.get("HTTP_USER_AGENT", "")
     stored = _submit(
         request,
-        type=EventType.WEB_PAGE,
-        delivery_id=message.delivery_id,
-        message_id=message.id,
-        profile_id=message.event_profile_id,
+        EventType.WEB_PAGE,
+        message,
         tracked_url_id=data.url_id or None,
-        user_agent=user_agent,
-        ip=anonymize_ip(client_ip(request)),
         browser_id=_known_browser_id(request),
         page_url=page_url if lookups.is_safe_target(page_url) else "",
         amount=request.GET.get("amount") or None,
