@@ -7,6 +7,10 @@ Creates its own database (`beacon_bench_reports`, dropped at the end unless --ke
 with COPY, then measures: the full recompute of the delivery; incremental consolidation of 100,000 new
 events; the median response time of each report's API endpoint (from rollups), each beside the same
 report computed by scanning raw events as the peers do. Writes its section of bench/RESULTS.md.
+
+--reuse measures against the database a --keep run left, without generating again: it first puts it back
+as generation left it (the events added by the measurements deleted, the event id sequence rewound,
+rollups and statistics emptied). --statements N prints the N slowest SQL statements of each measure.
 """
 import argparse
 import datetime as dt
@@ -26,6 +30,9 @@ SECTION_START, SECTION_END = "<!-- reports:start -->", "<!-- reports:end -->"
 START = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 DOMAINS = [f"mail{n}.example" for n in range(40)] + ["gmail.com"] * 20 + ["outlook.com"] * 10 + ["yahoo.com"] * 5
 LINKS = 20
+DELIVERY_LABEL = "Bench: 1M recipients"
+# Generated event ids are "{serial:08x}{n:024x}": serial 0 is the generated data set, 1 the increment.
+FIRST_INCREMENT_EVENT_ID = "00000001-0000-0000-0000-000000000000"
 
 
 def _create_database(base_url: str) -> str:
@@ -78,7 +85,7 @@ def generate(messages: int, events: int) -> dict:
 
     rng = random.Random(4)
     delivery = Delivery.objects.create(
-        label="Bench: 1M recipients", subject="Hello", from_email="news@beacon.example", status=DeliveryStatus.FINISHED,
+        label=DELIVERY_LABEL, subject="Hello", from_email="news@beacon.example", status=DeliveryStatus.FINISHED,
         html="".join(f'<p><a href="https://shop.example.com/p/{n}">Link {n}</a></p>' for n in range(1, LINKS + 1)),
         initial_population=messages + 1000, excluded_by_cause={"quarantined": 1000},
         sending_started_at=START, finished_at=START + dt.timedelta(hours=3),
@@ -126,11 +133,56 @@ def generate(messages: int, events: int) -> dict:
         )
         _copy_events(cursor, rng, delivery.pk, first_message_id, last_message_id, content_urls, opt_out_url, mirror_url,
                      agent_ids, events, serial=0)
-        cursor.execute("ANALYZE")
+    return _data_of(delivery.pk)
+
+
+def _data_of(delivery_id: int) -> dict:
+    """What the measurements need to know of the generated delivery."""
+    from deliveries.models import Message
+    from tracking.models import TrackedUrl, UserAgent
+
+    messages = Message.objects.filter(delivery_id=delivery_id).order_by("id")
+    urls = list(TrackedUrl.objects.filter(delivery_id=delivery_id).order_by("id"))
     return {
-        "delivery_id": delivery.pk, "first_message_id": first_message_id, "last_message_id": last_message_id,
-        "content_urls": content_urls, "opt_out_url": opt_out_url, "mirror_url": mirror_url, "agent_ids": agent_ids,
+        "delivery_id": delivery_id, "first_message_id": messages.first().pk, "last_message_id": messages.last().pk,
+        "content_urls": urls[:LINKS], "opt_out_url": urls[LINKS], "mirror_url": urls[LINKS + 1],
+        "agent_ids": list(UserAgent.objects.order_by("id").values_list("id", flat=True)),
     }
+
+
+def reset_generated(messages: int, events: int) -> dict:
+    """The kept database as `generate` left it: events added by earlier measurements deleted (and their
+    ids given back to the sequence), rollups, statistics and consolidation state emptied."""
+    from django.db import connection
+
+    from deliveries.models import Delivery, Message
+    from reporting.models import (
+        ConsolidationGap, ConsolidationState, DeliveryReportState, DomainMessageStats, FailureStats, ThroughputStats,
+    )
+    from reporting.services import EVENT_ROLLUPS
+
+    delivery = Delivery.objects.filter(label=DELIVERY_LABEL).first()
+    if delivery is None or Message.objects.filter(delivery=delivery).count() != messages:
+        raise SystemExit(f"{BENCH_DB} does not hold the generated delivery with {messages:,} messages: run with --keep first")
+    emptied = (*EVENT_ROLLUPS, ConsolidationGap, ConsolidationState, DomainMessageStats, FailureStats, ThroughputStats,
+               DeliveryReportState)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tracking_trackingevent WHERE event_id >= %s", [FIRST_INCREMENT_EVENT_ID])
+        cursor.execute("SELECT count(*) FROM tracking_trackingevent")
+        if cursor.fetchone()[0] != events:
+            raise SystemExit(f"{BENCH_DB} does not hold {events:,} generated events: run with --keep first")
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('tracking_trackingevent', 'id'), max(id)) FROM tracking_trackingevent"
+        )
+        cursor.execute("TRUNCATE " + ", ".join(model._meta.db_table for model in emptied))
+    return _data_of(delivery.pk)
+
+
+def settle(cursor) -> None:
+    """Statistics and visibility map as autovacuum leaves them for data this old, and no checkpoint pending
+    from writing it, so that each measure starts from the same state whether generated or reused."""
+    cursor.execute("VACUUM ANALYZE")
+    cursor.execute("CHECKPOINT")
 
 
 def _copy_events(cursor, rng, delivery_id, first_message_id, last_message_id, content_urls, opt_out_url, mirror_url,
@@ -215,6 +267,43 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+class StatementTimes:
+    """Prints the slowest SQL statements run within the block (nothing if `count` is 0)."""
+
+    def __init__(self, title: str, count: int) -> None:
+        self.title, self.count, self.times = title, count, []
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.times.append((time.perf_counter() - started, sql))
+
+    def __enter__(self):
+        from django.db import connection
+
+        self.wrapping = connection.execute_wrapper(self)
+        self.wrapping.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.wrapping.__exit__(*exc_info)
+        if self.count:
+            total = sum(seconds for seconds, _ in self.times)
+            print(f"  {self.title}: {len(self.times)} statements, {total:.2f} s; slowest:")
+            for seconds, sql in sorted(self.times, key=lambda item: -item[0])[:self.count]:
+                print(f"    {seconds:7.3f} s  {' '.join(sql.split())[:200]}")
+
+
+def measure(title: str, statements: int, function, *args, **kwargs) -> tuple[float, float, object]:
+    """(1-minute load average before, seconds, result) of one measure."""
+    load = os.getloadavg()[0]
+    with StatementTimes(title, statements):
+        seconds, result = timed(function, *args, **kwargs)
+    return load, seconds, result
+
+
 def write_results(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     section = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
@@ -233,13 +322,19 @@ def main() -> int:
     parser.add_argument("--new-events", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=21, help="API calls per report (median)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--reuse", action="store_true", help="measure against the database a --keep run left (kept)")
+    parser.add_argument("--statements", type=int, default=0, metavar="N", help="print the N slowest statements of each measure")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
         print("Set DATABASE_URL to a PostgreSQL server (its database is not touched).", file=sys.stderr)
         return 2
-    os.environ["DATABASE_URL"] = _create_database(base_url)
+    if args.reuse:
+        args.keep = True
+        os.environ["DATABASE_URL"] = base_url.rsplit("/", 1)[0] + "/" + BENCH_DB
+    else:
+        os.environ["DATABASE_URL"] = _create_database(base_url)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beacon.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only")
     try:
@@ -260,33 +355,54 @@ def run(args) -> int:
     from django.db import connection
     from django.test import Client
 
-    from reporting.models import ConsolidationState, DeliveryRollup
+    from reporting.models import ConsolidationGap, ConsolidationState, DeliveryRollup
     from reporting.selectors import REPORT_NAMES
     from reporting.services import STATE_NAME, delivery_recompute, events_consolidate
     from tests.factories import UserFactory
 
     call_command("migrate", verbosity=0)
     figures = []
-    print(f"generating {args.messages:,} messages and {args.events:,} events with COPY ...", flush=True)
-    generate_seconds, data = timed(generate, args.messages, args.events)
+    if args.reuse:
+        print(f"reusing {BENCH_DB}: back to the generated {args.messages:,} messages and {args.events:,} events", flush=True)
+        generate_seconds, data = None, reset_generated(args.messages, args.events)
+    else:
+        print(f"generating {args.messages:,} messages and {args.events:,} events with COPY ...", flush=True)
+        generate_seconds, data = timed(generate, args.messages, args.events)
+        print(f"  {generate_seconds:.1f} s", flush=True)
     delivery_id = data["delivery_id"]
-    print(f"  {generate_seconds:.1f} s", flush=True)
     with connection.cursor() as cursor:
+        settle(cursor)
         cursor.execute("SELECT max(id) FROM tracking_trackingevent")
         ConsolidationState.objects.update_or_create(name=STATE_NAME, defaults={"pointer": cursor.fetchone()[0]})
 
-    recompute_seconds, _ = timed(delivery_recompute, delivery_id=delivery_id)
-    print(f"full recompute: {recompute_seconds:.1f} s", flush=True)
+    recompute_load, recompute_seconds, _ = measure(
+        "full recompute", args.statements, delivery_recompute, delivery_id=delivery_id
+    )
+    print(f"full recompute: {recompute_seconds:.1f} s (load average before: {recompute_load:.2f})", flush=True)
 
     rng = random.Random(5)
     with connection.cursor() as cursor:
+        # The rollups settle; the new events are consolidated fresh from ingestion, as every minute.
+        settle(cursor)
         _copy_events(cursor, rng, delivery_id, data["first_message_id"], data["last_message_id"], data["content_urls"],
                      data["opt_out_url"], data["mirror_url"], data["agent_ids"], args.new_events, serial=1)
-    incremental_seconds, consolidated = timed(events_consolidate)
-    print(f"incremental consolidation of {consolidated:,} events: {incremental_seconds:.2f} s", flush=True)
+        pointer = ConsolidationState.objects.get(name=STATE_NAME).pointer
+        cursor.execute("SELECT count(*), min(id) FROM tracking_trackingevent WHERE id > %s", [pointer])
+        unconsolidated, first_new_id = cursor.fetchone()
+    # Exactly the new events are waiting, right after the pointer, and nothing else.
+    assert unconsolidated == args.new_events and first_new_id == pointer + 1, (unconsolidated, first_new_id, pointer)
+    assert not ConsolidationGap.objects.exists()
+    incremental_load, incremental_seconds, consolidated = measure("incremental consolidation", args.statements, events_consolidate)
+    assert consolidated == args.new_events, consolidated
+    print(f"incremental consolidation of {consolidated:,} events: {incremental_seconds:.2f} s "
+          f"(load average before: {incremental_load:.2f})", flush=True)
 
     incremental_rollup = list(DeliveryRollup.objects.filter(delivery_id=delivery_id).order_by("humans_only").values())
-    second_recompute_seconds, _ = timed(delivery_recompute, delivery_id=delivery_id)
+    with connection.cursor() as cursor:
+        settle(cursor)
+    second_load, second_recompute_seconds, _ = measure(
+        "recompute after the increment", args.statements, delivery_recompute, delivery_id=delivery_id
+    )
     recomputed_rollup = list(DeliveryRollup.objects.filter(delivery_id=delivery_id).order_by("humans_only").values())
     strip = lambda rows: [{k: v for k, v in row.items() if k != "id"} for row in rows]  # noqa: E731
     agrees = strip(incremental_rollup) == strip(recomputed_rollup)
@@ -320,10 +436,14 @@ def run(args) -> int:
         total_events = cursor.fetchone()[0]
     figures.append("## Reports (`bench/reports.py`)")
     figures.append("")
+    generated = f"generated with COPY ({generate_seconds:.0f} s)" if generate_seconds else "generated by an earlier run"
     figures.append(
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on PostgreSQL {connection.pg_version // 10000}, "
-        f"{os.cpu_count()} shared cores: one delivery, {args.messages:,} messages, {args.events:,} events generated "
-        f"with COPY ({generate_seconds:.0f} s), then {args.new_events:,} more ({total_events:,} in all)."
+        f"{os.cpu_count()} shared cores (1-minute load average before each measure: {recompute_load:.2f}, "
+        f"{incremental_load:.2f}, {second_load:.2f}): one delivery, {args.messages:,} messages, {args.events:,} events "
+        f"{generated}, then {args.new_events:,} more ({total_events:,} in all). Before each measure the database is "
+        "vacuumed, analyzed and checkpointed (as autovacuum and time leave data this old), except the 100,000 "
+        "new events, consolidated as ingestion left them."
     )
     figures.append("")
     figures.append("| measure | Beacon | target |")
