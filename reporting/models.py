@@ -8,6 +8,11 @@ Per-entity tables (`MessageRollup`, `MessageLinkRollup`, `PersonRollup`) hold, p
 time something happened; a first time appearing (or moving to an earlier bucket) is what increments the
 distinct counters of the small tables, which is how distinct counts stay incremental and exact.
 
+The per-entity tables are written in bulk (a recompute inserts a row per message, link and person of the
+delivery), so their `delivery` carries no database constraint, whose per-row check would cost as much as the
+insert (Django still deletes them with their delivery), and one index besides the primary key: their unique
+key, which leads with `delivery` so that it serves both the merges' lookups and a recompute's delete.
+
 Message-based tables (`DomainMessageStats`, `FailureStats`, `ThroughputStats`, `DeliveryReportState`)
 are refreshed from the delivery's `Message` rows, not from events.
 """
@@ -162,8 +167,10 @@ class MessageRollup(models.Model):
     first open or click.
     """
 
-    message_id = models.BigIntegerField(unique=True)
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    message_id = models.BigIntegerField()
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     domain = models.CharField(max_length=255)
     opens = models.BigIntegerField(default=0)
     human_opens = models.BigIntegerField(default=0)
@@ -175,7 +182,7 @@ class MessageRollup(models.Model):
     first_human_click_at = models.DateTimeField(null=True)
 
     class Meta:
-        indexes = [models.Index(fields=["delivery"], name="messagerollup_delivery_idx")]
+        constraints = [models.UniqueConstraint(fields=["delivery", "message_id"], name="messagerollup_key")]
 
 
 class MessageLinkRollup(models.Model):
@@ -184,15 +191,16 @@ class MessageLinkRollup(models.Model):
 
     message_id = models.BigIntegerField()
     tracked_url_id = models.BigIntegerField()
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     first_click_at = models.DateTimeField(null=True)
     first_human_click_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["message_id", "tracked_url_id"], name="messagelinkrollup_url_key")
+            models.UniqueConstraint(fields=["delivery", "message_id", "tracked_url_id"], name="messagelinkrollup_key")
         ]
-        indexes = [models.Index(fields=["delivery"], name="messagelinkrollup_dlv_idx")]
 
 
 class PersonRollup(models.Model):
@@ -202,7 +210,9 @@ class PersonRollup(models.Model):
     domain the person clicked from, so each person counts in exactly one domain of the per-domain table.
     """
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     person_key = models.CharField(max_length=40)
     domain = models.CharField(max_length=255)
     human_domain = models.CharField(max_length=255, null=True)

@@ -48,7 +48,7 @@ from reporting.models import (
 from tracking.models import TrackedUrl, TrackingEvent
 
 STATE_NAME = "events"
-BATCH_SIZE = 50_000
+BATCH_SIZE = 100_000
 MAX_BATCHES_PER_RUN = 50
 # Ingestion transactions last milliseconds; an id missing for this long was rolled back.
 GAP_TIME_TO_LIVE = dt.timedelta(minutes=30)
@@ -198,6 +198,7 @@ def _consolidate_batch(state: ConsolidationState, batch_size: int) -> tuple[int,
     _create_temporary(
         BATCH_IDS, "SELECT id FROM tracking_trackingevent WHERE id > %s ORDER BY id LIMIT %s", [state.pointer, batch_size]
     )
+    _analyze(BATCH_IDS)
     for chunk in _chunks(gaps, 100):
         ranges = " OR ".join(f"id BETWEEN {int(gap.first_id)} AND {int(gap.last_id)}" for gap in chunk)
         _execute(f"INSERT INTO {BATCH_IDS} (id) SELECT id FROM tracking_trackingevent WHERE {ranges}")
@@ -251,7 +252,7 @@ def events_consolidate(*, batch_size: int = BATCH_SIZE, max_batches: int = MAX_B
     return total
 
 
-# --- Full recompute (set-based SQL) --------------------------------------------------------------
+# --- The set-based merge (SQL portable between PostgreSQL and SQLite) ----------------------------
 
 def _is_postgresql() -> bool:
     return connection.vendor == "postgresql"
@@ -259,7 +260,8 @@ def _is_postgresql() -> bool:
 
 def _sql_half_hour(column: str) -> str:
     if _is_postgresql():
-        return f"to_timestamp(floor(extract(epoch from {column}) / {HALF_HOUR_SECONDS}) * {HALF_HOUR_SECONDS})"
+        # date_bin computes on the timestamp's microseconds; epoch arithmetic would go through numeric (slow).
+        return f"date_bin('{HALF_HOUR_SECONDS} seconds', {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
     return f"datetime(CAST(strftime('%%s', {column}) AS INTEGER) / {HALF_HOUR_SECONDS} * {HALF_HOUR_SECONDS}, 'unixepoch')"
 
 
@@ -282,6 +284,10 @@ def _sql_domain(column: str) -> str:
     )
 
 
+def _sql_person_key(alias: str) -> str:
+    return f"COALESCE(NULLIF({alias}.browser_id, ''), 'm' || CAST({alias}.message_id AS VARCHAR(20)))"
+
+
 def _as_datetime(value) -> dt.datetime:
     if isinstance(value, str):
         value = parse_datetime(value)
@@ -292,19 +298,30 @@ def _as_date(value) -> dt.date:
     return parse_date(value) if isinstance(value, str) else value
 
 
-IS_CLICK = "(e.type = 'click' AND (u.mode IS NULL OR u.mode NOT IN ('opt_out', 'mirror')))"
+# What an event counts as (`kind`): an open, a click (not on the opt-out or mirror link), an opt-out, a view of
+# the mirror page; 0: a click counted as none of these.
+OPEN, CLICK, OPT_OUT, MIRROR = 1, 2, 3, 4
 HUMAN = "NOT is_machine"
-PERSON_KEY = "COALESCE(NULLIF(browser_id, ''), 'm' || CAST(message_id AS VARCHAR(20)))"
-# Temporary tables of one merge, dropped at its end.
+# Relations of one merge, temporary, dropped at its end.
 BATCH_IDS = "reporting_batch_ids"
 BATCH = "reporting_batch_events"
 BATCH_MESSAGES = "reporting_batch_messages"
 BATCH_LINKS = "reporting_batch_links"
 OLD_LINKS = "reporting_old_links"
 NEW_LINKS = "reporting_new_links"
+LINK_KEYS = "reporting_link_keys"
 BATCH_PERSONS = "reporting_batch_persons"
-TEMPORARY_TABLES = (BATCH, BATCH_MESSAGES, BATCH_LINKS, OLD_LINKS, NEW_LINKS, BATCH_PERSONS)
+TEMPORARY_TABLES = (
+    BATCH, BATCH_MESSAGES, BATCH_LINKS, OLD_LINKS, NEW_LINKS, LINK_KEYS, BATCH_PERSONS,
+)
 
+# (counter of the small tables, the events it counts)
+COUNTED = (
+    ("opens", f"kind = {OPEN}"),
+    ("clicks", f"kind = {CLICK}"),
+    ("opt_outs", f"kind = {OPT_OUT}"),
+    ("mirror_page_views", f"kind = {MIRROR}"),
+)
 # (first-time column, humans_only, counter of the small tables)
 MESSAGE_FIRSTS = (
     ("first_open_at", False, "distinct_opens"),
@@ -312,44 +329,13 @@ MESSAGE_FIRSTS = (
     ("first_click_at", False, "distinct_clicks"),
     ("first_human_click_at", True, "distinct_clicks"),
 )
-MESSAGE_COUNTS = ("opens", "human_opens", "clicks", "human_clicks")
-LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
-PERSON_DOMAINS = (("domain", False), ("human_domain", True))
-
-
 MESSAGE_COLUMNS = (
-    "delivery_id, message_id, domain, opens, human_opens, clicks, human_clicks, "
-    "first_open_at, first_human_open_at, first_click_at, first_human_click_at"
+    "message_id", "delivery_id", "domain", "opens", "human_opens", "clicks", "human_clicks",
+    *(column for column, _, _ in MESSAGE_FIRSTS),
 )
-# Per message of the batch: its counts and first times (a counted click implies an open).
-MESSAGES_OF_BATCH = (
-    "SELECT delivery_id, message_id, MAX(domain) AS domain, "
-    "SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END) AS opens, "
-    f"SUM(CASE WHEN type = 'open' AND {HUMAN} THEN 1 ELSE 0 END) AS human_opens, "
-    "SUM(is_click) AS clicks, "
-    f"SUM(CASE WHEN is_click = 1 AND {HUMAN} THEN 1 ELSE 0 END) AS human_clicks, "
-    "MIN(logged_at) AS first_open_at, "
-    f"MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_open_at, "
-    "MIN(CASE WHEN is_click = 1 THEN logged_at END) AS first_click_at, "
-    f"MIN(CASE WHEN is_click = 1 AND {HUMAN} THEN logged_at END) AS first_human_click_at "
-    f"FROM {BATCH} WHERE message_id IS NOT NULL AND (type = 'open' OR is_click = 1) GROUP BY delivery_id, message_id"
-)
+LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
 LINK_COLUMNS = "delivery_id, message_id, tracked_url_id, first_click_at, first_human_click_at"
-LINKS_OF_BATCH = (
-    "SELECT delivery_id, message_id, tracked_url_id, "
-    f"MIN(logged_at) AS first_click_at, MIN(CASE WHEN {HUMAN} THEN logged_at END) AS first_human_click_at "
-    f"FROM {BATCH} WHERE is_click = 1 AND message_id IS NOT NULL AND tracked_url_id IS NOT NULL "
-    "GROUP BY delivery_id, message_id, tracked_url_id"
-)
-PERSON_COLUMNS = "delivery_id, person_key, domain, human_domain"
-
-
-def _persons_of_batch() -> str:
-    return (
-        f"SELECT delivery_id, {PERSON_KEY} AS person_key, MIN({_sql_binary('domain')}) AS domain, "
-        f"MIN({_sql_binary(f'CASE WHEN {HUMAN} THEN domain END')}) AS human_domain "
-        f"FROM {BATCH} WHERE is_click = 1 AND {PERSON_KEY} IS NOT NULL GROUP BY delivery_id, {PERSON_KEY}"
-    )
+PERSON_DOMAINS = (("domain", False), ("human_domain", True))
 
 
 def _fetch(sql: str, params: list | None = None) -> list[tuple]:
@@ -366,10 +352,18 @@ def _execute(sql: str, params: list | None = None) -> None:
 
 def _create_temporary(table: str, select_sql: str, params: list | None = None) -> None:
     _execute(f"CREATE TEMPORARY TABLE {table} AS {select_sql}", params)
+
+
+def _analyze(table: str) -> None:
+    """Statistics for a temporary table that a later statement joins or aggregates: PostgreSQL gathers none by
+    itself, and guesses sort-and-merge plans several times slower than the hash ones the sizes call for."""
     if _is_postgresql():
-        # Temporary tables get no statistics by themselves: without them the planner may scan a whole
-        # rollup table where a few index lookups per batch row do.
         _execute(f"ANALYZE {table}")
+
+
+def _drop_temporary() -> None:
+    for table in TEMPORARY_TABLES:
+        _execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _sql_smallest(current: str, new: str, *, text: bool = False) -> str:
@@ -378,76 +372,88 @@ def _sql_smallest(current: str, new: str, *, text: bool = False) -> str:
     return f"CASE WHEN {current} IS NULL THEN {new} WHEN {new} IS NULL THEN {current} WHEN {less} THEN {new} ELSE {current} END"
 
 
-def _apply_event_batch(condition: str, params: list, *, rebuilt_delivery_id: int | None = None) -> None:
+def _sql_events(condition: str) -> str:
+    """The events matching `condition` (SQL on `e`, the events table) that rollups count, with their `kind`;
+    events of deleted deliveries are left out."""
+    return (
+        "SELECT e.delivery_id, e.message_id, e.logged_at, e.is_machine, e.tracked_url_id, e.user_agent_id, e.browser_id, "
+        f"CASE WHEN e.type = 'open' THEN {OPEN} "
+        f"WHEN e.type = 'click' AND (u.mode IS NULL OR u.mode NOT IN ('opt_out', 'mirror')) THEN {CLICK} "
+        f"WHEN e.type = 'opt_out' THEN {OPT_OUT} WHEN e.type = 'mirror' THEN {MIRROR} ELSE 0 END AS kind "
+        "FROM tracking_trackingevent e JOIN deliveries_delivery d ON d.id = e.delivery_id "
+        "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
+        f"WHERE ({condition}) AND e.type IN ('open', 'click', 'opt_out', 'mirror')"
+    )
+
+
+def _sql_join_rows(table: str, alias: str, match: str, *, left: bool) -> str:
+    """A join of the rows of rollup `table` that `match` (their unique key, from the batch), each found through
+    the table's unique index, so that the cost follows the batch and not the table: PostgreSQL would rather hash
+    a scan of the whole table once the batch is a few percent of it, which a lateral subquery it cannot
+    flatten (OFFSET 0) rules out."""
+    join = "LEFT JOIN" if left else "JOIN"
+    if _is_postgresql():
+        return f"{join} LATERAL (SELECT * FROM {table} {alias} WHERE {match} OFFSET 0) {alias} ON TRUE"
+    return f"{join} {table} {alias} ON {match}"
+
+
+def _write_rows(table: str, columns: str, select_sql: str, key: str, updates: list[str], *, rebuilt: bool) -> None:
+    """Inserts the rows of `select_sql` into per-entity rollup `table`, in the order of its unique `key` (the
+    index then grows at its end), merging them with the rows already there unless the delivery is `rebuilt`."""
+    insert = f"INSERT INTO {table} ({columns}) {select_sql} ORDER BY {key}"
+    if not rebuilt:
+        insert += f" ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}"
+    _execute(insert)
+
+
+def _apply_event_batch(condition: str, params: list, *, rebuilt: bool = False) -> None:
     """Merges the events matching `condition` (SQL on `e`, the events table) into the rollups.
 
-    Set-based: the batch is read once into a temporary table with each event's recipient domain and
-    whether it counts as a click; additive counters are summed per key; per-message, per-link and
-    per-person first times are merged with upserts, and the first times that appear or move earlier are
-    counted (joining the batch to the rows as they were) to move the distinct counters.
+    Set-based: the events are read once into a temporary table, with what each counts as; additive counters
+    are summed per key; per-message, per-link and per-person counts and first times are aggregated into
+    temporary tables, with the first times of their rows before the merge (looked up by key), and merged with
+    upserts; the first times that appear or move earlier move the distinct counters.
 
-    `rebuilt_delivery_id`: the batch is all the events of that delivery, whose rollups were just deleted;
-    its per-entity rows are inserted directly and the distinct counters counted from them.
+    `rebuilt`: the events are all the events of deliveries whose rollups were just deleted; there is nothing to
+    merge with, so rows are inserted directly.
     """
     if _is_postgresql():
         # Large hash aggregates in memory rather than spilled to disk; this transaction only.
         _execute("SET LOCAL work_mem = '256MB'")
-    for table in TEMPORARY_TABLES:
-        _execute(f"DROP TABLE IF EXISTS {table}")
-    _create_temporary(
-        BATCH,
-        "SELECT e.delivery_id, e.message_id, e.type, e.logged_at, e.is_machine, e.tracked_url_id, e.user_agent_id, "
-        f"e.browser_id, {_sql_domain('m.email')} AS domain, CASE WHEN {IS_CLICK} THEN 1 ELSE 0 END AS is_click "
-        "FROM tracking_trackingevent e "
-        "JOIN deliveries_delivery d ON d.id = e.delivery_id "
-        "LEFT JOIN deliveries_message m ON m.id = e.message_id "
-        "LEFT JOIN tracking_trackedurl u ON u.id = e.tracked_url_id "
-        f"WHERE ({condition}) AND e.type IN ('open', 'click', 'opt_out', 'mirror')",
-        params,
-    )
+        if not rebuilt:
+            # The statements of a bounded batch run in tens of milliseconds; the lookups by key make their
+            # estimated costs high enough for PostgreSQL to compile them first, which takes longer (~0.3 s each).
+            _execute("SET LOCAL jit = off")
+    _drop_temporary()
+    _create_temporary(BATCH, _sql_events(condition), params)
+    _analyze(BATCH)
     deltas = _Deltas()
     _count_events(deltas)
-    if rebuilt_delivery_id is None:
-        _merge_messages(deltas)
-        _merge_links(deltas)
-        _merge_persons(deltas)
-    else:
-        _execute(f"INSERT INTO reporting_messagerollup ({MESSAGE_COLUMNS}) {MESSAGES_OF_BATCH}")
-        _execute(f"INSERT INTO reporting_messagelinkrollup ({LINK_COLUMNS}) {LINKS_OF_BATCH}")
-        _execute(f"INSERT INTO reporting_personrollup ({PERSON_COLUMNS}) {_persons_of_batch()}")
-        _count_distinct(rebuilt_delivery_id, deltas)
+    _merge_messages(deltas, rebuilt=rebuilt)
+    _merge_links(deltas, rebuilt=rebuilt)
+    _merge_persons(deltas, rebuilt=rebuilt)
     deltas.write()
-    for table in TEMPORARY_TABLES:
-        _execute(f"DROP TABLE IF EXISTS {table}")
+    _drop_temporary()
 
 
 def _count_events(deltas: _Deltas) -> None:
-    """The additive counters: opens, clicks, opt-outs, mirror views by domain, half hour, agent, link."""
-    for delivery_id, is_machine, domain, opens, clicks, opt_outs, mirrors in _fetch(
-        "SELECT delivery_id, is_machine, domain, SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), SUM(is_click), "
-        "SUM(CASE WHEN type = 'opt_out' THEN 1 ELSE 0 END), SUM(CASE WHEN type = 'mirror' THEN 1 ELSE 0 END) "
-        f"FROM {BATCH} GROUP BY delivery_id, is_machine, domain"
-    ):
-        counts = Counter(opens=opens, clicks=clicks, opt_outs=opt_outs, mirror_page_views=mirrors)
-        for scope in scopes_of(bool(is_machine)):
-            deltas.delivery[(delivery_id, scope)].update(counts)
-            deltas.domain[(delivery_id, scope, domain)].update(counts)
+    """Opens and clicks per half hour, opens per user agent, clicks per link and day."""
     for delivery_id, is_machine, bucket, opens, clicks in _fetch(
         f"SELECT delivery_id, is_machine, {_sql_half_hour('logged_at')} AS bucket, "
-        f"SUM(CASE WHEN type = 'open' THEN 1 ELSE 0 END), SUM(is_click) FROM {BATCH} "
-        "WHERE type = 'open' OR is_click = 1 GROUP BY delivery_id, is_machine, bucket"
+        f"COUNT(*) FILTER (WHERE kind = {OPEN}), COUNT(*) FILTER (WHERE kind = {CLICK}) FROM {BATCH} "
+        f"WHERE kind IN ({OPEN}, {CLICK}) GROUP BY delivery_id, is_machine, bucket"
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.bucket[(delivery_id, scope, _as_datetime(bucket))].update(Counter(opens=opens, clicks=clicks))
     for delivery_id, is_machine, user_agent_id, opens in _fetch(
         f"SELECT delivery_id, is_machine, COALESCE(user_agent_id, 0) AS ua, COUNT(*) FROM {BATCH} "
-        "WHERE type = 'open' GROUP BY delivery_id, is_machine, ua"
+        f"WHERE kind = {OPEN} GROUP BY delivery_id, is_machine, ua"
     ):
         for scope in scopes_of(bool(is_machine)):
             deltas.user_agent[(delivery_id, scope, user_agent_id)]["opens"] += opens
     link_clicks = _fetch(
         f"SELECT delivery_id, is_machine, tracked_url_id, {_sql_day('logged_at')} AS day, COUNT(*) FROM {BATCH} "
-        "WHERE tracked_url_id IS NOT NULL AND is_click = 1 GROUP BY delivery_id, is_machine, tracked_url_id, day"
+        f"WHERE tracked_url_id IS NOT NULL AND kind = {CLICK} GROUP BY delivery_id, is_machine, tracked_url_id, day"
     )
     keys = _link_keys_of({url_id for _d, _m, url_id, _day, _n in link_clicks})
     for delivery_id, is_machine, url_id, day, clicks in link_clicks:
@@ -456,14 +462,62 @@ def _count_events(deltas: _Deltas) -> None:
                 deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["clicks"] += clicks
 
 
-def _merge_messages(deltas: _Deltas) -> None:
-    _create_temporary(BATCH_MESSAGES, MESSAGES_OF_BATCH)
+def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
+    """Additive counters per domain; per-message rows, whose first times move the distinct opens and clicks.
+
+    BATCH_MESSAGES has, per message of the batch (and per delivery, its events without one), the counted
+    events in both scopes, the first times (a counted click implies an open), the recipient's domain and the
+    first times of the message's row before the merge (`old_...`).
+    """
+    table = "reporting_messagerollup"
+    firsts = [column for column, _, _ in MESSAGE_FIRSTS]
+    opened = f"kind IN ({OPEN}, {CLICK})"
+    counts = ", ".join(
+        f"COUNT(*) FILTER (WHERE {condition}) AS {name}, COUNT(*) FILTER (WHERE {condition} AND {HUMAN}) AS human_{name}"
+        for name, condition in COUNTED
+    )
+    batch = (
+        f"SELECT delivery_id, message_id, {counts}, "
+        f"MIN(logged_at) FILTER (WHERE {opened}) AS first_open_at, "
+        f"MIN(logged_at) FILTER (WHERE {opened} AND {HUMAN}) AS first_human_open_at, "
+        f"MIN(logged_at) FILTER (WHERE kind = {CLICK}) AS first_click_at, "
+        f"MIN(logged_at) FILTER (WHERE kind = {CLICK} AND {HUMAN}) AS first_human_click_at "
+        f"FROM {BATCH} GROUP BY delivery_id, message_id"
+    )
+    if rebuilt:
+        _create_temporary(
+            BATCH_MESSAGES,
+            f"SELECT b.*, {_sql_domain('m.email')} AS domain FROM ({batch}) b "
+            "LEFT JOIN deliveries_message m ON m.id = b.message_id",
+        )
+        # Large: the statistics let the planner hash the persons' join to it rather than sort both sides.
+        _analyze(BATCH_MESSAGES)
+    else:
+        # A message with a row has its domain there; only a new one is looked up (a subquery: by primary key).
+        email_domain = f"(SELECT {_sql_domain('m.email')} FROM deliveries_message m WHERE m.id = b.message_id)"
+        match = "r.delivery_id = b.delivery_id AND r.message_id = b.message_id"
+        _create_temporary(
+            BATCH_MESSAGES,
+            f"SELECT b.*, COALESCE(r.domain, {email_domain}, '') AS domain, "
+            + ", ".join(f"r.{column} AS old_{column}" for column in firsts)
+            # In key order, the lookups read the rollup's pages in order.
+            + f" FROM ({batch} ORDER BY delivery_id, message_id) b {_sql_join_rows(table, 'r', match, left=True)}",
+        )
+    sums = ", ".join(f"SUM({name}), SUM(human_{name})" for name, _ in COUNTED)
+    for delivery_id, domain, *counts in _fetch(
+        f"SELECT delivery_id, domain, {sums} FROM {BATCH_MESSAGES} GROUP BY delivery_id, domain"
+    ):
+        for (name, _), all_count, human_count in zip(COUNTED, counts[::2], counts[1::2]):
+            for scope, count in ((False, int(all_count)), (True, int(human_count))):
+                deltas.delivery[(delivery_id, scope)][name] += count
+                deltas.domain[(delivery_id, scope, domain)][name] += count
     for column, scope, counter in MESSAGE_FIRSTS:
+        old_bucket, moved = ("NULL", "") if rebuilt else (
+            _sql_half_hour(f"old_{column}"), f" AND (old_{column} IS NULL OR {column} < old_{column})"
+        )
         for delivery_id, domain, old_bucket, new_bucket, recipients in _fetch(
-            f"SELECT b.delivery_id, COALESCE(r.domain, b.domain), {_sql_half_hour(f'r.{column}')}, "
-            f"{_sql_half_hour(f'b.{column}')}, COUNT(*) FROM {BATCH_MESSAGES} b "
-            "LEFT JOIN reporting_messagerollup r ON r.message_id = b.message_id "
-            f"WHERE b.{column} IS NOT NULL AND (r.{column} IS NULL OR b.{column} < r.{column}) GROUP BY 1, 2, 3, 4"
+            f"SELECT delivery_id, domain, {old_bucket}, {_sql_half_hour(column)}, COUNT(*) FROM {BATCH_MESSAGES} "
+            f"WHERE message_id IS NOT NULL AND {column} IS NOT NULL{moved} GROUP BY 1, 2, 3, 4"
         ):
             if old_bucket is None:
                 deltas.delivery[(delivery_id, scope)][counter] += recipients
@@ -471,13 +525,13 @@ def _merge_messages(deltas: _Deltas) -> None:
             else:
                 deltas.bucket[(delivery_id, scope, _as_datetime(old_bucket))][counter] -= recipients
             deltas.bucket[(delivery_id, scope, _as_datetime(new_bucket))][counter] += recipients
-    table = "reporting_messagerollup"
-    columns = ("message_id", "delivery_id", "domain", *MESSAGE_COUNTS, *(column for column, _, _ in MESSAGE_FIRSTS))
-    updates = [f"{name} = {table}.{name} + excluded.{name}" for name in MESSAGE_COUNTS]
-    updates += [f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _, _ in MESSAGE_FIRSTS]
-    _execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {BATCH_MESSAGES} WHERE 1 = 1 "
-        f"ON CONFLICT (message_id) DO UPDATE SET {', '.join(updates)}"
+    columns = ", ".join(MESSAGE_COLUMNS)
+    updates = [f"{name} = {table}.{name} + excluded.{name}" for name in MESSAGE_COLUMNS[3:7]]
+    updates += [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
+    _write_rows(
+        table, columns,
+        f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL",
+        "delivery_id, message_id", updates, rebuilt=rebuilt,
     )
 
 
@@ -490,110 +544,133 @@ def _link_keys_of(url_ids: set[int]) -> dict[int, list[tuple[str, str]]]:
     return {url_id: _link_keys(url_id, urls.get(url_id)) for url_id in url_ids}
 
 
-def _link_group_expression(keys: dict[int, list[tuple[str, str]]], kind_index: int) -> tuple[str, list[str]]:
-    """SQL giving a URL's key of one link kind (its id, label or category) from `tracked_url_id`."""
-    if kind_index == 0:
-        return "CAST(tracked_url_id AS VARCHAR(20))", []
-    groups: dict[str, list[int]] = defaultdict(list)
-    for url_id, url_keys in keys.items():
-        groups[url_keys[kind_index][1]].append(url_id)
-    if not groups:
-        return "''", []
-    cases = " ".join(f"WHEN tracked_url_id IN ({', '.join(str(url_id) for url_id in ids)}) THEN %s" for ids in groups.values())
-    return f"CASE {cases} ELSE '' END", list(groups)
-
-
-def _merge_links(deltas: _Deltas) -> None:
-    """Merges first clicks per message and URL, then moves the distinct clicks of URLs, labels and
-    categories (a label's first click is the earliest over its URLs) and the click-stream pairs of the
-    recipients concerned: pairs of the sequence before are removed, pairs of the sequence after added."""
-    _create_temporary(BATCH_LINKS, LINKS_OF_BATCH)
-    of_batch = f"FROM reporting_messagelinkrollup WHERE message_id IN (SELECT message_id FROM {BATCH_LINKS})"
-    _create_temporary(OLD_LINKS, f"SELECT {LINK_COLUMNS} {of_batch}")
-    table = "reporting_messagelinkrollup"
-    updates = ", ".join(f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _ in LINK_FIRSTS)
+def _fill_link_keys(links: str) -> list[tuple[str, str]]:
+    """Fills LINK_KEYS with the key of each kind (URL, label, category) of each URL of `links`, by number, and
+    whether other URLs share it; returns the (kind, key) of each number."""
+    keys = _link_keys_of({url_id for (url_id,) in _fetch(f"SELECT DISTINCT tracked_url_id FROM {links}")})
+    numbers: dict[tuple[str, str], int] = {}
+    pairs = [(url_id, numbers.setdefault(key, len(numbers))) for url_id, url_keys in keys.items() for key in url_keys]
+    urls_of_key = Counter(number for _, number in pairs)
     _execute(
-        f"INSERT INTO {table} ({LINK_COLUMNS}) SELECT {LINK_COLUMNS} FROM {BATCH_LINKS} WHERE 1 = 1 "
-        f"ON CONFLICT (message_id, tracked_url_id) DO UPDATE SET {updates}"
+        f"CREATE TEMPORARY TABLE {LINK_KEYS} (tracked_url_id BIGINT NOT NULL, key_id INTEGER NOT NULL, shared INTEGER NOT NULL)"
     )
-    _create_temporary(NEW_LINKS, f"SELECT {LINK_COLUMNS} {of_batch}")
-    keys = _link_keys_of({url_id for (url_id,) in _fetch(f"SELECT DISTINCT tracked_url_id FROM {NEW_LINKS}")})
+    for chunk in _chunks(pairs, 500):
+        _execute(
+            f"INSERT INTO {LINK_KEYS} (tracked_url_id, key_id, shared) VALUES {', '.join(['(%s, %s, %s)'] * len(chunk))}",
+            [value for url_id, number in chunk for value in (url_id, number, int(urls_of_key[number] > 1))],
+        )
+    return list(numbers)
+
+
+def _count_distinct_link_clicks(links: str, deltas: _Deltas, *, rebuilt: bool) -> None:
+    """Moves the distinct clicks of each link key (URL, label, category) whose first click per recipient
+    appeared or moved earlier, in both scopes: `links` has the rows of the messages concerned, with their first
+    clicks before the merge (`old_...`) unless the delivery is `rebuilt`."""
+    keys = _fill_link_keys(links)
+    firsts = [column for column, _ in LINK_FIRSTS]
+    olds = [] if rebuilt else [f"old_{column}" for column in firsts]
+    # Per message and key: a key of one URL (always so for URLs) has its first clicks in that URL's row; a label
+    # or category over several URLs, the earliest of its URLs'.
+    per_key = (
+        f"SELECT l.delivery_id, k.key_id, {', '.join(f'l.{column}' for column in firsts + olds)} "
+        f"FROM {links} l JOIN {LINK_KEYS} k ON k.tracked_url_id = l.tracked_url_id AND k.shared = 0 UNION ALL "
+        f"SELECT l.delivery_id, k.key_id, {', '.join(f'MIN(l.{column})' for column in firsts + olds)} "
+        f"FROM {links} l JOIN {LINK_KEYS} k ON k.tracked_url_id = l.tracked_url_id AND k.shared = 1 "
+        "GROUP BY l.delivery_id, l.message_id, k.key_id"
+    )
+    moves = []
+    for column in firsts:
+        old = "NULL" if rebuilt else f"old_{column}"
+        moved = f"{column} IS NOT NULL" if rebuilt else f"{column} IS NOT NULL AND ({old} IS NULL OR {column} < {old})"
+        moves.append((f"CASE WHEN {moved} THEN 1 ELSE 0 END", _sql_day(old), _sql_day(column), moved))
+    for delivery_id, key_id, *days, recipients in _fetch(
+        f"SELECT delivery_id, key_id, {', '.join(', '.join(move[:3]) for move in moves)}, COUNT(*) FROM ({per_key}) firsts "
+        f"WHERE {' OR '.join(f'({move[3]})' for move in moves)} GROUP BY {', '.join(str(n) for n in range(1, 9))}"
+    ):
+        kind, key = keys[key_id]
+        for (_, scope), (moved, old_day, new_day) in zip(LINK_FIRSTS, (days[:3], days[3:])):
+            if not moved:
+                continue
+            if old_day is not None:
+                deltas.link[(delivery_id, scope, kind, key, _as_date(old_day))]["distinct_clicks"] -= recipients
+            deltas.link[(delivery_id, scope, kind, key, _as_date(new_day))]["distinct_clicks"] += recipients
+
+
+def _merge_links(deltas: _Deltas, *, rebuilt: bool) -> None:
+    """Merges first clicks per message and URL, then moves the distinct clicks of URLs, labels and categories
+    (a label's first click is the earliest over its URLs) and the click-stream pairs of the recipients
+    concerned: pairs of the sequence before are removed, pairs of the sequence after added."""
+    _create_temporary(
+        BATCH_LINKS,
+        f"SELECT delivery_id, message_id, tracked_url_id, MIN(logged_at) AS first_click_at, "
+        f"MIN(logged_at) FILTER (WHERE {HUMAN}) AS first_human_click_at FROM {BATCH} "
+        f"WHERE kind = {CLICK} AND message_id IS NOT NULL AND tracked_url_id IS NOT NULL "
+        "GROUP BY delivery_id, message_id, tracked_url_id",
+    )
+    table = "reporting_messagelinkrollup"
+    firsts = [column for column, _ in LINK_FIRSTS]
+    if rebuilt:
+        links = BATCH_LINKS
+    else:
+        # Every link row of the messages concerned (labels, categories and sequences span their URLs), with
+        # the first clicks after the merge and before (old_...).
+        _create_temporary(
+            OLD_LINKS,
+            f"SELECT {', '.join(f'r.{column}' for column in LINK_COLUMNS.split(', '))} "
+            f"FROM (SELECT DISTINCT delivery_id, message_id FROM {BATCH_LINKS} ORDER BY delivery_id, message_id) b "
+            f"{_sql_join_rows(table, 'r', 'r.delivery_id = b.delivery_id AND r.message_id = b.message_id', left=False)}",
+        )
+        _create_temporary(
+            NEW_LINKS,
+            "SELECT delivery_id, message_id, tracked_url_id, "
+            + ", ".join(f"MIN({column}) AS {column}, MIN(old_{column}) AS old_{column}" for column in firsts)
+            + f" FROM (SELECT {LINK_COLUMNS}, {', '.join(f'{column} AS old_{column}' for column in firsts)} FROM {OLD_LINKS} "
+            f"UNION ALL SELECT {LINK_COLUMNS}, NULL, NULL FROM {BATCH_LINKS}) links "
+            "GROUP BY delivery_id, message_id, tracked_url_id",
+        )
+        links = NEW_LINKS
+    updates = [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
+    _write_rows(
+        table, LINK_COLUMNS, f"SELECT {LINK_COLUMNS} FROM {BATCH_LINKS} WHERE 1 = 1",
+        "delivery_id, message_id, tracked_url_id", updates, rebuilt=rebuilt,
+    )
+    _count_distinct_link_clicks(links, deltas, rebuilt=rebuilt)
     for column, scope in LINK_FIRSTS:
-        for kind_index, kind in enumerate(LinkKind.values):
-            group, group_params = _link_group_expression(keys, kind_index)
-            firsts = (
-                f"SELECT delivery_id, message_id, {group} AS link_key, MIN({column}) AS first_at FROM LINKS "
-                f"WHERE {column} IS NOT NULL GROUP BY delivery_id, message_id, link_key"
-            )
-            for delivery_id, key, old_day, new_day, recipients in _fetch(
-                f"SELECT n.delivery_id, n.link_key, {_sql_day('o.first_at')}, {_sql_day('n.first_at')}, COUNT(*) "
-                f"FROM ({firsts.replace('LINKS', NEW_LINKS)}) n LEFT JOIN ({firsts.replace('LINKS', OLD_LINKS)}) o "
-                "ON o.message_id = n.message_id AND o.link_key = n.link_key "
-                "WHERE o.first_at IS NULL OR n.first_at < o.first_at GROUP BY 1, 2, 3, 4",
-                group_params + group_params,
-            ):
-                if old_day is not None:
-                    deltas.link[(delivery_id, scope, kind, key, _as_date(old_day))]["distinct_clicks"] -= recipients
-                deltas.link[(delivery_id, scope, kind, key, _as_date(new_day))]["distinct_clicks"] += recipients
-        for links, sign in ((NEW_LINKS, 1), (OLD_LINKS, -1)):
+        for first, sign in ((column, 1),) if rebuilt else ((column, 1), (f"old_{column}", -1)):
             for delivery_id, from_url, to_url, recipients in _fetch(
                 "SELECT delivery_id, from_url, to_url, COUNT(*) FROM (SELECT delivery_id, tracked_url_id AS from_url, "
-                f"LEAD(tracked_url_id) OVER (PARTITION BY message_id ORDER BY {column}, tracked_url_id) AS to_url "
-                f"FROM {links} WHERE {column} IS NOT NULL) pairs WHERE to_url IS NOT NULL GROUP BY 1, 2, 3"
+                f"LEAD(tracked_url_id) OVER (PARTITION BY message_id ORDER BY {first}, tracked_url_id) AS to_url "
+                f"FROM {links} WHERE {first} IS NOT NULL) pairs WHERE to_url IS NOT NULL GROUP BY 1, 2, 3"
             ):
                 deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += sign * recipients
 
 
-def _count_distinct(delivery_id: int, deltas: _Deltas) -> None:
-    """The distinct counters of a delivery counted from its per-message, per-link and per-person rows."""
-    d = [delivery_id]
-    for column, scope, counter in MESSAGE_FIRSTS:
-        for domain, bucket, recipients in _fetch(
-            f"SELECT domain, {_sql_half_hour(column)} AS bucket, COUNT(*) FROM reporting_messagerollup "
-            f"WHERE delivery_id = %s AND {column} IS NOT NULL GROUP BY domain, bucket",
-            d,
-        ):
-            deltas.delivery[(delivery_id, scope)][counter] += recipients
-            deltas.domain[(delivery_id, scope, domain)][counter] += recipients
-            deltas.bucket[(delivery_id, scope, _as_datetime(bucket))][counter] += recipients
-    keys = _link_keys_of(
-        {url_id for (url_id,) in _fetch("SELECT DISTINCT tracked_url_id FROM reporting_messagelinkrollup WHERE delivery_id = %s", d)}
-    )
-    for column, scope in LINK_FIRSTS:
-        for kind_index, kind in enumerate(LinkKind.values):
-            group, group_params = _link_group_expression(keys, kind_index)
-            for key, day, recipients in _fetch(
-                f"SELECT link_key, {_sql_day('first_at')} AS day, COUNT(*) FROM (SELECT message_id, {group} AS link_key, "
-                f"MIN({column}) AS first_at FROM reporting_messagelinkrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
-                "GROUP BY message_id, link_key) firsts GROUP BY link_key, day",
-                [*group_params, delivery_id],
-            ):
-                deltas.link[(delivery_id, scope, kind, key, _as_date(day))]["distinct_clicks"] += recipients
-        for from_url, to_url, recipients in _fetch(
-            "SELECT from_url, to_url, COUNT(*) FROM (SELECT tracked_url_id AS from_url, LEAD(tracked_url_id) OVER "
-            f"(PARTITION BY message_id ORDER BY {column}, tracked_url_id) AS to_url FROM reporting_messagelinkrollup "
-            f"WHERE delivery_id = %s AND {column} IS NOT NULL) pairs WHERE to_url IS NOT NULL GROUP BY from_url, to_url",
-            d,
-        ):
-            deltas.stream[(delivery_id, scope, from_url, to_url)]["recipients"] += recipients
-    for column, scope in PERSON_DOMAINS:
-        for domain, persons in _fetch(
-            f"SELECT {column}, COUNT(*) FROM reporting_personrollup WHERE delivery_id = %s AND {column} IS NOT NULL "
-            f"GROUP BY {column}",
-            d,
-        ):
-            deltas.delivery[(delivery_id, scope)]["persons"] += persons
-            deltas.domain[(delivery_id, scope, domain)]["persons"] += persons
-
-
-def _merge_persons(deltas: _Deltas) -> None:
+def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
     """Persons who clicked; each counts in its smallest recipient domain (moving there if smaller)."""
-    _create_temporary(BATCH_PERSONS, _persons_of_batch())
+    table = "reporting_personrollup"
+    domain = "COALESCE(m.domain, '')"
+    person_key = _sql_person_key("e")
+    batch = (
+        f"SELECT e.delivery_id, {person_key} AS person_key, MIN({_sql_binary(domain)}) AS domain, "
+        f"MIN({_sql_binary(f'CASE WHEN NOT e.is_machine THEN {domain} END')}) AS human_domain FROM {BATCH} e "
+        f"LEFT JOIN {BATCH_MESSAGES} m ON m.delivery_id = e.delivery_id AND m.message_id = e.message_id "
+        f"WHERE e.kind = {CLICK} AND {person_key} IS NOT NULL GROUP BY e.delivery_id, {person_key}"
+    )
+    if rebuilt:
+        _create_temporary(BATCH_PERSONS, batch)
+    else:
+        match = "r.delivery_id = b.delivery_id AND r.person_key = b.person_key"
+        _create_temporary(
+            BATCH_PERSONS,
+            f"SELECT b.*, r.domain AS old_domain, r.human_domain AS old_human_domain FROM ({batch} "
+            f"ORDER BY e.delivery_id, person_key) b {_sql_join_rows(table, 'r', match, left=True)}",
+        )
     for column, scope in PERSON_DOMAINS:
+        old, moved = ("NULL", "") if rebuilt else (
+            f"old_{column}", f" AND (old_{column} IS NULL OR {_sql_binary(column)} < {_sql_binary(f'old_{column}')})"
+        )
         for delivery_id, old, new, persons in _fetch(
-            f"SELECT b.delivery_id, r.{column}, b.{column}, COUNT(*) FROM {BATCH_PERSONS} b "
-            "LEFT JOIN reporting_personrollup r ON r.delivery_id = b.delivery_id AND r.person_key = b.person_key "
-            f"WHERE b.{column} IS NOT NULL AND (r.{column} IS NULL OR {_sql_binary(f'b.{column}')} < {_sql_binary(f'r.{column}')}) "
+            f"SELECT delivery_id, {old}, {column}, COUNT(*) FROM {BATCH_PERSONS} WHERE {column} IS NOT NULL{moved} "
             "GROUP BY 1, 2, 3"
         ):
             if old is None:
@@ -601,14 +678,14 @@ def _merge_persons(deltas: _Deltas) -> None:
             else:
                 deltas.domain[(delivery_id, scope, old)]["persons"] -= persons
             deltas.domain[(delivery_id, scope, new)]["persons"] += persons
-    table = "reporting_personrollup"
-    updates = ", ".join(f"{c} = {_sql_smallest(f'{table}.{c}', f'excluded.{c}')}" for c, _ in PERSON_DOMAINS)
-    _execute(
-        f"INSERT INTO {table} (delivery_id, person_key, domain, human_domain) "
-        f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE 1 = 1 "
-        f"ON CONFLICT (delivery_id, person_key) DO UPDATE SET {updates}"
+    updates = [
+        f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}', text=True)}" for column, _ in PERSON_DOMAINS
+    ]
+    _write_rows(
+        table, "delivery_id, person_key, domain, human_domain",
+        f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE 1 = 1",
+        "delivery_id, person_key", updates, rebuilt=rebuilt,
     )
-
 
 
 def delivery_recompute(*, delivery_id: int) -> Delivery:
@@ -631,7 +708,7 @@ def delivery_recompute(*, delivery_id: int) -> Delivery:
             raise NotFound("No such delivery.")
         for model in EVENT_ROLLUPS:
             model.objects.filter(delivery_id=delivery_id).delete()
-        _apply_event_batch("e.delivery_id = %s", [delivery_id], rebuilt_delivery_id=delivery_id)
+        _apply_event_batch("e.delivery_id = %s", [delivery_id], rebuilt=True)
         _refresh_delivery_counters(delivery)
         delivery_message_stats_refresh(delivery_id=delivery_id)
     return delivery
