@@ -10,8 +10,8 @@ distinct counters of the small tables, which is how distinct counts stay increme
 
 The per-entity tables are written in bulk (a recompute inserts a row per message, link and person of the
 delivery), so their `delivery` carries no database constraint, whose per-row check would cost as much as the
-insert (Django still deletes them with their delivery), and one index besides the primary key: their unique
-key, which leads with `delivery` so that it serves both the merges' lookups and a recompute's delete.
+insert (Django still deletes them with their delivery), and a single index: their natural key as primary key,
+leading with `delivery` so that it serves both the merges' lookups and a recompute's delete.
 
 Message-based tables (`DomainMessageStats`, `FailureStats`, `ThroughputStats`, `DeliveryReportState`)
 are refreshed from the delivery's `Message` rows, not from events.
@@ -167,6 +167,7 @@ class MessageRollup(models.Model):
     first open or click.
     """
 
+    pk = models.CompositePrimaryKey("delivery_id", "message_id")
     message_id = models.BigIntegerField()
     delivery = models.ForeignKey(
         Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
@@ -181,14 +182,12 @@ class MessageRollup(models.Model):
     first_click_at = models.DateTimeField(null=True)
     first_human_click_at = models.DateTimeField(null=True)
 
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["delivery", "message_id"], name="messagerollup_key")]
-
 
 class MessageLinkRollup(models.Model):
     """Per message and tracked URL: the first click, all and humans only. A label's or category's first
     click is the earliest over its URLs, so the distinct counts by label and category derive from these."""
 
+    pk = models.CompositePrimaryKey("delivery_id", "message_id", "tracked_url_id")
     message_id = models.BigIntegerField()
     tracked_url_id = models.BigIntegerField()
     delivery = models.ForeignKey(
@@ -196,11 +195,6 @@ class MessageLinkRollup(models.Model):
     )
     first_click_at = models.DateTimeField(null=True)
     first_human_click_at = models.DateTimeField(null=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["delivery", "message_id", "tracked_url_id"], name="messagelinkrollup_key")
-        ]
 
 
 class PersonRollup(models.Model):
@@ -210,15 +204,13 @@ class PersonRollup(models.Model):
     domain the person clicked from, so each person counts in exactly one domain of the per-domain table.
     """
 
+    pk = models.CompositePrimaryKey("delivery_id", "person_key")
     delivery = models.ForeignKey(
         Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
     person_key = models.CharField(max_length=40)
     domain = models.CharField(max_length=255)
     human_domain = models.CharField(max_length=255, null=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["delivery", "person_key"], name="personrollup_key")]
 
 
 class DomainMessageStats(models.Model):

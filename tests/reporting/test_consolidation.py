@@ -41,7 +41,7 @@ def rollup_snapshot(delivery_id: int) -> dict:
     for model in ROLLUPS:
         rows = set()
         for row in model.objects.filter(delivery_id=delivery_id).values():
-            row.pop("id")
+            row.pop("id", None)  # per-entity rollups are keyed by their natural key
             if COUNTERS & row.keys() and not any(row[name] for name in COUNTERS & row.keys()):
                 continue
             rows.add(tuple(sorted(row.items())))
