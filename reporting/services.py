@@ -397,10 +397,17 @@ def _sql_join_rows(table: str, alias: str, match: str, *, left: bool) -> str:
     return f"{join} {table} {alias} ON {match}"
 
 
-def _write_rows(table: str, columns: str, select_sql: str, key: str, updates: list[str], *, rebuilt: bool) -> None:
-    """Inserts the rows of `select_sql` into per-entity rollup `table`, in the order of its unique `key` (the
-    index then grows at its end), merging them with the rows already there unless the delivery is `rebuilt`."""
-    insert = f"INSERT INTO {table} ({columns}) {select_sql} ORDER BY {key}"
+def _write_rows(
+    table: str, columns: str, select_sql: str, key: str, order: str, updates: list[str], *, rebuilt: bool
+) -> None:
+    """Inserts the rows of `select_sql` into per-entity rollup `table`, merging them with the rows already there
+    (by primary `key`) unless the delivery is `rebuilt`.
+
+    The rows go in `order`, the key's order within a delivery: the index then grows at its end. It leads with
+    the message or person, not the delivery, which is the same for most rows of a batch: sorting on a column
+    whose values differ is several times faster.
+    """
+    insert = f"INSERT INTO {table} ({columns}) {select_sql} ORDER BY {order}"
     if not rebuilt:
         insert += f" ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}"
     _execute(insert)
@@ -501,7 +508,7 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
             f"SELECT b.*, COALESCE(r.domain, {email_domain}, '') AS domain, "
             + ", ".join(f"r.{column} AS old_{column}" for column in firsts)
             # In key order, the lookups read the rollup's pages in order.
-            + f" FROM ({batch} ORDER BY delivery_id, message_id) b {_sql_join_rows(table, 'r', match, left=True)}",
+            + f" FROM ({batch} ORDER BY message_id, delivery_id) b {_sql_join_rows(table, 'r', match, left=True)}",
         )
     sums = ", ".join(f"SUM({name}), SUM(human_{name})" for name, _ in COUNTED)
     for delivery_id, domain, *counts in _fetch(
@@ -531,7 +538,7 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
     _write_rows(
         table, columns,
         f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL",
-        "delivery_id, message_id", updates, rebuilt=rebuilt,
+        "delivery_id, message_id", "message_id, delivery_id", updates, rebuilt=rebuilt,
     )
 
 
@@ -617,7 +624,7 @@ def _merge_links(deltas: _Deltas, *, rebuilt: bool) -> None:
         _create_temporary(
             OLD_LINKS,
             f"SELECT {', '.join(f'r.{column}' for column in LINK_COLUMNS.split(', '))} "
-            f"FROM (SELECT DISTINCT delivery_id, message_id FROM {BATCH_LINKS} ORDER BY delivery_id, message_id) b "
+            f"FROM (SELECT DISTINCT delivery_id, message_id FROM {BATCH_LINKS} ORDER BY message_id, delivery_id) b "
             f"{_sql_join_rows(table, 'r', 'r.delivery_id = b.delivery_id AND r.message_id = b.message_id', left=False)}",
         )
         _create_temporary(
@@ -632,7 +639,7 @@ def _merge_links(deltas: _Deltas, *, rebuilt: bool) -> None:
     updates = [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
     _write_rows(
         table, LINK_COLUMNS, f"SELECT {LINK_COLUMNS} FROM {BATCH_LINKS} WHERE 1 = 1",
-        "delivery_id, message_id, tracked_url_id", updates, rebuilt=rebuilt,
+        "delivery_id, message_id, tracked_url_id", "message_id, tracked_url_id, delivery_id", updates, rebuilt=rebuilt,
     )
     _count_distinct_link_clicks(links, deltas, rebuilt=rebuilt)
     for column, scope in LINK_FIRSTS:
@@ -663,7 +670,7 @@ def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
         _create_temporary(
             BATCH_PERSONS,
             f"SELECT b.*, r.domain AS old_domain, r.human_domain AS old_human_domain FROM ({batch} "
-            f"ORDER BY e.delivery_id, person_key) b {_sql_join_rows(table, 'r', match, left=True)}",
+            f"ORDER BY {_sql_binary(person_key)}, e.delivery_id) b {_sql_join_rows(table, 'r', match, left=True)}",
         )
     for column, scope in PERSON_DOMAINS:
         old, moved = ("NULL", "") if rebuilt else (
@@ -684,7 +691,7 @@ def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
     _write_rows(
         table, "delivery_id, person_key, domain, human_domain",
         f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE 1 = 1",
-        "delivery_id, person_key", updates, rebuilt=rebuilt,
+        "delivery_id, person_key", f"{_sql_binary('person_key')}, delivery_id", updates, rebuilt=rebuilt,
     )
 
 
