@@ -161,10 +161,11 @@ class UserAgentRollup(models.Model):
 
 
 class MessageRollup(models.Model):
-    """Per message: open and click counts and first times, all events and humans only.
+    """Per message opened or clicked: its recipient domain and first times, all events and humans only.
 
     A counted click implies the message was opened (images may be blocked), so `first_open_at` is the
-    first open or click.
+    first open or click. No per-message counts: no report reads them, and keeping them would mean writing
+    the row of every message of every batch, where first times move for a few.
     """
 
     pk = models.CompositePrimaryKey("delivery_id", "message_id")
@@ -173,10 +174,6 @@ class MessageRollup(models.Model):
         Delivery, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
     domain = models.CharField(max_length=255)
-    opens = models.BigIntegerField(default=0)
-    human_opens = models.BigIntegerField(default=0)
-    clicks = models.BigIntegerField(default=0)
-    human_clicks = models.BigIntegerField(default=0)
     first_open_at = models.DateTimeField(null=True)
     first_human_open_at = models.DateTimeField(null=True)
     first_click_at = models.DateTimeField(null=True)

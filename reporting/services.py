@@ -329,10 +329,7 @@ MESSAGE_FIRSTS = (
     ("first_click_at", False, "distinct_clicks"),
     ("first_human_click_at", True, "distinct_clicks"),
 )
-MESSAGE_COLUMNS = (
-    "message_id", "delivery_id", "domain", "opens", "human_opens", "clicks", "human_clicks",
-    *(column for column, _, _ in MESSAGE_FIRSTS),
-)
+MESSAGE_COLUMNS = ("message_id", "delivery_id", "domain", *(column for column, _, _ in MESSAGE_FIRSTS))
 LINK_FIRSTS = (("first_click_at", False), ("first_human_click_at", True))
 LINK_COLUMNS = "delivery_id, message_id, tracked_url_id, first_click_at, first_human_click_at"
 PERSON_DOMAINS = (("domain", False), ("human_domain", True))
@@ -433,7 +430,9 @@ def _apply_event_batch(condition: str, params: list, *, rebuilt: bool = False) -
             _execute("SET LOCAL jit = off")
     _drop_temporary()
     _create_temporary(BATCH, _sql_events(condition), params)
-    _analyze(BATCH)
+    if rebuilt:
+        # Millions of rows: the statistics let the planner size the aggregates over them.
+        _analyze(BATCH)
     deltas = _Deltas()
     _count_events(deltas)
     _merge_messages(deltas, rebuilt=rebuilt)
@@ -533,12 +532,17 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
                 deltas.bucket[(delivery_id, scope, _as_datetime(old_bucket))][counter] -= recipients
             deltas.bucket[(delivery_id, scope, _as_datetime(new_bucket))][counter] += recipients
     columns = ", ".join(MESSAGE_COLUMNS)
-    updates = [f"{name} = {table}.{name} + excluded.{name}" for name in MESSAGE_COLUMNS[3:7]]
-    updates += [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
+    # A message opened or clicked has a row (so a row always has `first_open_at`); only a new one, or one whose
+    # first times move, is written.
+    changed = "" if rebuilt else " AND (" + " OR ".join(
+        f"({column} IS NOT NULL AND (old_{column} IS NULL OR {column} < old_{column}))" for column in firsts
+    ) + ")"
     _write_rows(
         table, columns,
-        f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL",
-        "delivery_id, message_id", "message_id, delivery_id", updates, rebuilt=rebuilt,
+        f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL{changed}",
+        "delivery_id, message_id", "message_id, delivery_id",
+        [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts],
+        rebuilt=rebuilt,
     )
 
 
@@ -633,7 +637,8 @@ def _merge_links(deltas: _Deltas, *, rebuilt: bool) -> None:
             + ", ".join(f"MIN({column}) AS {column}, MIN(old_{column}) AS old_{column}" for column in firsts)
             + f" FROM (SELECT {LINK_COLUMNS}, {', '.join(f'{column} AS old_{column}' for column in firsts)} FROM {OLD_LINKS} "
             f"UNION ALL SELECT {LINK_COLUMNS}, NULL, NULL FROM {BATCH_LINKS}) links "
-            "GROUP BY delivery_id, message_id, tracked_url_id",
+            # In the click sequences' order, which the windows below then sort cheaply.
+            "GROUP BY delivery_id, message_id, tracked_url_id ORDER BY message_id, first_click_at, tracked_url_id",
         )
         links = NEW_LINKS
     updates = [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
