@@ -369,6 +369,15 @@ def _sql_smallest(current: str, new: str, *, text: bool = False) -> str:
     return f"CASE WHEN {current} IS NULL THEN {new} WHEN {new} IS NULL THEN {current} WHEN {less} THEN {new} ELSE {current} END"
 
 
+def _sql_moved(column: str, *, rebuilt: bool, text: bool = False) -> str:
+    """Whether `column` (a first time, or a smallest domain) is set and appeared or moved earlier than `old_column`,
+    its value before the merge; in a rebuild there was none."""
+    if rebuilt:
+        return f"{column} IS NOT NULL"
+    less = f"{_sql_binary(column)} < {_sql_binary(f'old_{column}')}" if text else f"{column} < old_{column}"
+    return f"{column} IS NOT NULL AND (old_{column} IS NULL OR {less})"
+
+
 def _sql_events(condition: str) -> str:
     """The events matching `condition` (SQL on `e`, the events table) that rollups count, with their `kind`;
     events of deleted deliveries are left out."""
@@ -518,12 +527,10 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
                 deltas.delivery[(delivery_id, scope)][name] += count
                 deltas.domain[(delivery_id, scope, domain)][name] += count
     for column, scope, counter in MESSAGE_FIRSTS:
-        old_bucket, moved = ("NULL", "") if rebuilt else (
-            _sql_half_hour(f"old_{column}"), f" AND (old_{column} IS NULL OR {column} < old_{column})"
-        )
+        old_bucket = "NULL" if rebuilt else _sql_half_hour(f"old_{column}")
         for delivery_id, domain, old_bucket, new_bucket, recipients in _fetch(
             f"SELECT delivery_id, domain, {old_bucket}, {_sql_half_hour(column)}, COUNT(*) FROM {BATCH_MESSAGES} "
-            f"WHERE message_id IS NOT NULL AND {column} IS NOT NULL{moved} GROUP BY 1, 2, 3, 4"
+            f"WHERE message_id IS NOT NULL AND {_sql_moved(column, rebuilt=rebuilt)} GROUP BY 1, 2, 3, 4"
         ):
             if old_bucket is None:
                 deltas.delivery[(delivery_id, scope)][counter] += recipients
@@ -534,12 +541,11 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
     columns = ", ".join(MESSAGE_COLUMNS)
     # A message opened or clicked has a row (so a row always has `first_open_at`); only a new one, or one whose
     # first times move, is written.
-    changed = "" if rebuilt else " AND (" + " OR ".join(
-        f"({column} IS NOT NULL AND (old_{column} IS NULL OR {column} < old_{column}))" for column in firsts
-    ) + ")"
+    changed = " OR ".join(f"({_sql_moved(column, rebuilt=rebuilt)})" for column in firsts)
     _write_rows(
         table, columns,
-        f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL{changed}",
+        f"SELECT {columns} FROM {BATCH_MESSAGES} WHERE message_id IS NOT NULL AND first_open_at IS NOT NULL "
+        f"AND ({changed})",
         "delivery_id, message_id", "message_id, delivery_id",
         [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts],
         rebuilt=rebuilt,
@@ -591,8 +597,8 @@ def _count_distinct_link_clicks(links: str, deltas: _Deltas, *, rebuilt: bool) -
     )
     moves = []
     for column in firsts:
+        moved = _sql_moved(column, rebuilt=rebuilt)
         old = "NULL" if rebuilt else f"old_{column}"
-        moved = f"{column} IS NOT NULL" if rebuilt else f"{column} IS NOT NULL AND ({old} IS NULL OR {column} < {old})"
         moves.append((f"CASE WHEN {moved} THEN 1 ELSE 0 END", _sql_day(old), _sql_day(column), moved))
     for delivery_id, key_id, *days, recipients in _fetch(
         f"SELECT delivery_id, key_id, {', '.join(', '.join(move[:3]) for move in moves)}, COUNT(*) FROM ({per_key}) firsts "
@@ -641,10 +647,13 @@ def _merge_links(deltas: _Deltas, *, rebuilt: bool) -> None:
             "GROUP BY delivery_id, message_id, tracked_url_id ORDER BY message_id, first_click_at, tracked_url_id",
         )
         links = NEW_LINKS
-    updates = [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts]
+    # The rows whose first clicks appear or move (links has them merged, with those before).
+    changed = " OR ".join(f"({_sql_moved(column, rebuilt=rebuilt)})" for column in firsts)
     _write_rows(
-        table, LINK_COLUMNS, f"SELECT {LINK_COLUMNS} FROM {BATCH_LINKS} WHERE 1 = 1",
-        "delivery_id, message_id, tracked_url_id", "message_id, tracked_url_id, delivery_id", updates, rebuilt=rebuilt,
+        table, LINK_COLUMNS, f"SELECT {LINK_COLUMNS} FROM {links} WHERE {changed}",
+        "delivery_id, message_id, tracked_url_id", "message_id, tracked_url_id, delivery_id",
+        [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}')}" for column in firsts],
+        rebuilt=rebuilt,
     )
     _count_distinct_link_clicks(links, deltas, rebuilt=rebuilt)
     for column, scope in LINK_FIRSTS:
@@ -678,25 +687,24 @@ def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
             f"ORDER BY {_sql_binary(person_key)}, e.delivery_id) b {_sql_join_rows(table, 'r', match, left=True)}",
         )
     for column, scope in PERSON_DOMAINS:
-        old, moved = ("NULL", "") if rebuilt else (
-            f"old_{column}", f" AND (old_{column} IS NULL OR {_sql_binary(column)} < {_sql_binary(f'old_{column}')})"
-        )
+        old = "NULL" if rebuilt else f"old_{column}"
         for delivery_id, old, new, persons in _fetch(
-            f"SELECT delivery_id, {old}, {column}, COUNT(*) FROM {BATCH_PERSONS} WHERE {column} IS NOT NULL{moved} "
-            "GROUP BY 1, 2, 3"
+            f"SELECT delivery_id, {old}, {column}, COUNT(*) FROM {BATCH_PERSONS} "
+            f"WHERE {_sql_moved(column, rebuilt=rebuilt, text=True)} GROUP BY 1, 2, 3"
         ):
             if old is None:
                 deltas.delivery[(delivery_id, scope)]["persons"] += persons
             else:
                 deltas.domain[(delivery_id, scope, old)]["persons"] -= persons
             deltas.domain[(delivery_id, scope, new)]["persons"] += persons
-    updates = [
-        f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}', text=True)}" for column, _ in PERSON_DOMAINS
-    ]
+    # Only new persons, or those whose smallest domain moves, are written.
+    changed = " OR ".join(f"({_sql_moved(column, rebuilt=rebuilt, text=True)})" for column, _ in PERSON_DOMAINS)
     _write_rows(
         table, "delivery_id, person_key, domain, human_domain",
-        f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE 1 = 1",
-        "delivery_id, person_key", f"{_sql_binary('person_key')}, delivery_id", updates, rebuilt=rebuilt,
+        f"SELECT delivery_id, person_key, domain, human_domain FROM {BATCH_PERSONS} WHERE {changed}",
+        "delivery_id, person_key", f"{_sql_binary('person_key')}, delivery_id",
+        [f"{column} = {_sql_smallest(f'{table}.{column}', f'excluded.{column}', text=True)}" for column, _ in PERSON_DOMAINS],
+        rebuilt=rebuilt,
     )
 
 
