@@ -311,9 +311,7 @@ OLD_LINKS = "reporting_old_links"
 NEW_LINKS = "reporting_new_links"
 LINK_KEYS = "reporting_link_keys"
 BATCH_PERSONS = "reporting_batch_persons"
-TEMPORARY_TABLES = (
-    BATCH, BATCH_MESSAGES, BATCH_LINKS, OLD_LINKS, NEW_LINKS, LINK_KEYS, BATCH_PERSONS,
-)
+TEMPORARY_TABLES = (BATCH, BATCH_MESSAGES, BATCH_LINKS, OLD_LINKS, NEW_LINKS, LINK_KEYS, BATCH_PERSONS)
 
 # (counter of the small tables, the events it counts)
 COUNTED = (
@@ -393,10 +391,10 @@ def _sql_events(condition: str) -> str:
 
 
 def _sql_join_rows(table: str, alias: str, match: str, *, left: bool) -> str:
-    """A join of the rows of rollup `table` that `match` (their unique key, from the batch), each found through
-    the table's unique index, so that the cost follows the batch and not the table: PostgreSQL would rather hash
-    a scan of the whole table once the batch is a few percent of it, which a lateral subquery it cannot
-    flatten (OFFSET 0) rules out."""
+    """A join of the rows of rollup `table` that `match` (their primary key, from the batch), each found through
+    the key's index, so that the cost follows the batch and not the table: PostgreSQL would rather hash a scan
+    of the whole table once the batch is a few percent of it, which a lateral subquery it cannot flatten
+    (OFFSET 0) rules out."""
     join = "LEFT JOIN" if left else "JOIN"
     if _is_postgresql():
         return f"{join} LATERAL (SELECT * FROM {table} {alias} WHERE {match} OFFSET 0) {alias} ON TRUE"
@@ -423,9 +421,9 @@ def _apply_event_batch(condition: str, params: list, *, rebuilt: bool = False) -
     """Merges the events matching `condition` (SQL on `e`, the events table) into the rollups.
 
     Set-based: the events are read once into a temporary table, with what each counts as; additive counters
-    are summed per key; per-message, per-link and per-person counts and first times are aggregated into
-    temporary tables, with the first times of their rows before the merge (looked up by key), and merged with
-    upserts; the first times that appear or move earlier move the distinct counters.
+    are summed per key; per-message, per-link and per-person first times (and smallest domains) are aggregated
+    into temporary tables beside their values before the merge (their rows looked up by key); those that
+    appear or move earlier move the distinct counters, and only their rows are written.
 
     `rebuilt`: the events are all the events of deliveries whose rollups were just deleted; there is nothing to
     merge with, so rows are inserted directly.
@@ -527,9 +525,9 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
                 deltas.delivery[(delivery_id, scope)][name] += count
                 deltas.domain[(delivery_id, scope, domain)][name] += count
     for column, scope, counter in MESSAGE_FIRSTS:
-        old_bucket = "NULL" if rebuilt else _sql_half_hour(f"old_{column}")
+        before = "NULL" if rebuilt else _sql_half_hour(f"old_{column}")
         for delivery_id, domain, old_bucket, new_bucket, recipients in _fetch(
-            f"SELECT delivery_id, domain, {old_bucket}, {_sql_half_hour(column)}, COUNT(*) FROM {BATCH_MESSAGES} "
+            f"SELECT delivery_id, domain, {before}, {_sql_half_hour(column)}, COUNT(*) FROM {BATCH_MESSAGES} "
             f"WHERE message_id IS NOT NULL AND {_sql_moved(column, rebuilt=rebuilt)} GROUP BY 1, 2, 3, 4"
         ):
             if old_bucket is None:
@@ -687,9 +685,9 @@ def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
             f"ORDER BY {_sql_binary(person_key)}, e.delivery_id) b {_sql_join_rows(table, 'r', match, left=True)}",
         )
     for column, scope in PERSON_DOMAINS:
-        old = "NULL" if rebuilt else f"old_{column}"
+        before = "NULL" if rebuilt else f"old_{column}"
         for delivery_id, old, new, persons in _fetch(
-            f"SELECT delivery_id, {old}, {column}, COUNT(*) FROM {BATCH_PERSONS} "
+            f"SELECT delivery_id, {before}, {column}, COUNT(*) FROM {BATCH_PERSONS} "
             f"WHERE {_sql_moved(column, rebuilt=rebuilt, text=True)} GROUP BY 1, 2, 3"
         ):
             if old is None:
