@@ -4,7 +4,7 @@
 
 Starts a private redis-server (append-only file; `appendfsync everysec` by default: a Redis crash
 loses nothing, a power cut up to about a second; `--appendfsync always` for no loss even then, at a
-large cost per click) and gunicorn on loopback with REDIS_URL set, so every click is an XADD to the
+large cost per click) and gunicorn on loopback with REDIS_URL (and BEACON_EVENT_REDIS_URL) set, so every click is an XADD to the
 event stream; no consumer runs during the measurement (in production it runs elsewhere). Uses the
 PostgreSQL database `beacon_bench_tracking` (created if missing). Both views go through the same
 middleware. The baseline is `/bare/`, which answers the very 302 a first click gets (same headers,
@@ -176,7 +176,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn's advice: 2 x CPUs + 1")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--unix-socket", action="store_true", help="reach Redis over a Unix socket, not TCP")
+    parser.add_argument("--unix-socket", action="store_true", help="hand events to Redis over its Unix socket (BEACON_EVENT_REDIS_URL), not TCP")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -185,11 +185,14 @@ def main() -> int:
     redis_port, web_port = free_port(), free_port()
     redis_dir = tempfile.mkdtemp(prefix="bench-redis-")
     socket_path = os.path.join(redis_dir, "redis.sock")
-    redis_url = f"unix://{socket_path}?db=0" if args.unix_socket else f"redis://127.0.0.1:{redis_port}/0"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    # As README advises where Redis is local: the event stream over the socket, the rest over TCP.
+    event_redis_url = f"unix://{socket_path}?db=0" if args.unix_socket else redis_url
     os.environ.update(
         DJANGO_SETTINGS_MODULE="bench.tracking_settings",
         DATABASE_URL=DATABASE_URL,
         REDIS_URL=redis_url,
+        BEACON_EVENT_REDIS_URL=event_redis_url,
         SECRET_KEY="bench-only-secret-key-not-for-production",
         ALLOWED_HOSTS="127.0.0.1",
         DB_CONN_MAX_AGE="600",
