@@ -5,8 +5,9 @@ hands it on, in this order of preference:
 
 1. with ``BEACON_EVENT_REDIS_URL`` (by default ``REDIS_URL``), XADD to the stream ``BEACON_EVENT_STREAM``; a consumer (``stream_consume``,
    run by the Celery task ``tracking.consume_events`` or ``manage.py tracking_consume``) reads batches
-   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; entries a
-   dead consumer left pending are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
+   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; a batch
+   whose insert failed is retried by its consumer first thing, and entries a dead consumer left pending
+   are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
 2. without Redis, or when Redis cannot be reached, a direct insert into the database;
 3. when the database cannot be reached either, one JSON line appended and fsync'd to a spool file in
    ``BEACON_SPOOL_DIR``, replayed later by ``spool_replay`` (task ``tracking.replay_spool``).
@@ -425,14 +426,22 @@ def _acknowledge(client: redis.Redis, entry_ids: list) -> None:
 def stream_consume_batch(
     *, consumer: str, batch_size: int = 1000, block_ms: int | None = None, reclaim_idle_ms: int | None = None
 ) -> int:
-    """Stores one batch from the stream (reclaimed dead-consumer entries first); returns its size."""
+    """Stores one batch from the stream; returns its size.
+
+    Entries come in this order: the consumer's own unacknowledged ones (a batch that failed here, the
+    database being down, is retried at once rather than after the reclaim idle time), a dead
+    consumer's (XAUTOCLAIM), then new ones.
+    """
     client = redis_client()
     if client is None:
         return 0
     _ensure_group(client)
     stream, group = settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP
     idle = settings.BEACON_STREAM_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms
-    entries = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)[1]
+    own_pending = client.xreadgroup(group, consumer, {stream: "0"}, count=batch_size)
+    entries = own_pending[0][1] if own_pending else []
+    if not entries:
+        entries = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)[1]
     if not entries:
         answer = client.xreadgroup(group, consumer, {stream: ">"}, count=batch_size, block=block_ms)
         entries = answer[0][1] if answer else []
