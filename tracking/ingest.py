@@ -323,14 +323,57 @@ def _insert_rows(rows: list[tuple]) -> None:
         )
 
 
-def _flag_bursts(rows: list[tuple]) -> None:
-    """Marks clicks that, with the message's other clicks, hit every link of it within one second."""
+BURST_WINDOW = timedelta(seconds=1)
+HONEYPOT_CLIENT_WINDOW = timedelta(seconds=5)
+
+
+def _burst_ids(message_clicks: list) -> list:
+    """The unflagged clicks of a time window of one second in which every link of the message was hit."""
+    if len({click.tracked_url_id for click in message_clicks}) < 2:
+        return []
+    links = lookups.delivery_link_ids(message_clicks[0].delivery_id)
+    if len(links) < 2:
+        return []
+    found = []
+    start = 0
+    for end in range(len(message_clicks)):
+        while message_clicks[end].logged_at - message_clicks[start].logged_at > BURST_WINDOW:
+            start += 1
+        in_window = message_clicks[start : end + 1]
+        if links <= {click.tracked_url_id for click in in_window}:
+            found.extend(click.event_id for click in in_window if not click.is_machine)
+    return found
+
+
+def _honeypot_client_ids(message_clicks: list) -> list:
+    """The unflagged clicks made by a client (anonymized IP and user agent) that clicked the message's
+    honeypot link within HONEYPOT_CLIENT_WINDOW of them."""
+    honeypot_times = defaultdict(list)
+    for click in message_clicks:
+        if click.machine_reason == machine.REASON_HONEYPOT and click.ip is not None:
+            honeypot_times[(click.ip, click.user_agent_id)].append(click.logged_at)
+    if not honeypot_times:
+        return []
+    return [
+        click.event_id
+        for click in message_clicks
+        if not click.is_machine
+        and any(
+            abs(click.logged_at - at) <= HONEYPOT_CLIENT_WINDOW
+            for at in honeypot_times.get((click.ip, click.user_agent_id), ())
+        )
+    ]
+
+
+def _flag_click_patterns(rows: list[tuple]) -> None:
+    """Marks as machine, with the message's clicks already stored, the clicks of a burst (every link of
+    the message within one second) and the other clicks of a client that clicked the honeypot link."""
     clicks = [row for row in rows if row[1] == EventType.CLICK and row[4] is not None and row[6] is not None]
     if not clicks:
         return
     message_ids = {row[4] for row in clicks}
     times = [row[2] for row in clicks]
-    window = timedelta(seconds=1)
+    window = max(BURST_WINDOW, HONEYPOT_CLIENT_WINDOW)
     candidates = (
         TrackingEvent.objects.filter(
             message_id__in=message_ids,
@@ -338,30 +381,26 @@ def _flag_bursts(rows: list[tuple]) -> None:
             logged_at__gte=min(times) - window,
             logged_at__lte=max(times) + window,
         )
-        .values_list("message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine")
+        .values_list(
+            "message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine", "machine_reason",
+            "ip", "user_agent_id", named=True,
+        )
         .order_by("message_id", "logged_at")
     )
-    by_message: dict[int, list[tuple]] = defaultdict(list)
+    by_message: dict[int, list] = defaultdict(list)
     for candidate in candidates:
-        by_message[candidate[0]].append(candidate)
-    burst_ids = []
+        by_message[candidate.message_id].append(candidate)
+    burst_ids: set = set()
+    honeypot_client_ids: set = set()
     for message_clicks in by_message.values():
-        if len({click[2] for click in message_clicks}) < 2:
-            continue
-        links = lookups.delivery_link_ids(message_clicks[0][1])
-        if len(links) < 2:
-            continue
-        start = 0
-        for end in range(len(message_clicks)):
-            while message_clicks[end][3] - message_clicks[start][3] > window:
-                start += 1
-            in_window = message_clicks[start : end + 1]
-            if links <= {click[2] for click in in_window}:
-                burst_ids.extend(click[4] for click in in_window if not click[5])
-    if burst_ids:
-        TrackingEvent.objects.filter(event_id__in=burst_ids, is_machine=False).update(
-            is_machine=True, machine_reason=machine.REASON_BURST
-        )
+        burst_ids.update(_burst_ids(message_clicks))
+        honeypot_client_ids.update(_honeypot_client_ids(message_clicks))
+    for ids, reason in (
+        (burst_ids, machine.REASON_BURST),
+        (honeypot_client_ids - burst_ids, machine.REASON_HONEYPOT_CLIENT),
+    ):
+        if ids:
+            TrackingEvent.objects.filter(event_id__in=ids, is_machine=False).update(is_machine=True, machine_reason=reason)
 
 
 def _queue_user_agent_parsing(ids: list[int]) -> None:
@@ -377,7 +416,7 @@ def _queue_user_agent_parsing(ids: list[int]) -> None:
 def events_store(events: list[dict]) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
-    The insert and the burst check of a batch commit together, so no reader sees a burst unflagged;
+    The insert and the click-pattern checks of a batch commit together, so no reader sees them unflagged;
     the user-agent rows commit on their own (idempotent, like everything here). User agents seen for
     the first time are queued for parsing once committed (with the embedded default's in-process
     tasks, that parse runs right there, once per distinct user agent and process).
@@ -389,7 +428,7 @@ def events_store(events: list[dict]) -> None:
         rows = _rows(batch, user_agent_ids)
         with transaction.atomic(savepoint=False):
             _insert_rows(rows)
-            _flag_bursts(rows)
+            _flag_click_patterns(rows)
         unparsed.extend(new_unparsed)
     if unparsed:
         transaction.on_commit(lambda: _queue_user_agent_parsing(unparsed))
