@@ -102,6 +102,8 @@ def event_payload(
 
 # --- Redis ---
 
+# Made once: json.dumps builds a new encoder on every call given separators.
+_encode_event = json.JSONEncoder(separators=(",", ":")).encode
 _clients: dict[str, redis.Redis] = {}
 _redis_down_until = 0.0
 
@@ -149,7 +151,7 @@ def _stream_append(event: dict) -> bool:
     if not url or time.monotonic() < _redis_down_until:
         return False
     try:
-        _appender(url).append(json.dumps(event, separators=(",", ":")).encode())
+        _appender(url).append(_encode_event(event).encode())
     except (StreamUnavailable, redis.RedisError):
         logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
         _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
