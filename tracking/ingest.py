@@ -371,16 +371,14 @@ def _flag_click_patterns(rows: list[tuple]) -> None:
     clicks = [row for row in rows if row[1] == EventType.CLICK and row[4] is not None and row[6] is not None]
     if not clicks:
         return
-    message_ids = {row[4] for row in clicks}
     times = [row[2] for row in clicks]
     window = max(BURST_WINDOW, HONEYPOT_CLIENT_WINDOW)
+    earliest, latest = min(times) - window, max(times) + window
+    # The time window is applied here, not in SQL: with it in the query, the planner may pick the
+    # logged_at index and read every recent event (it did on a freshly filled table, stats not yet
+    # analyzed); without it, only the (message, type) index fits, and it reads the same rows anyway.
     candidates = (
-        TrackingEvent.objects.filter(
-            message_id__in=message_ids,
-            type=EventType.CLICK,
-            logged_at__gte=min(times) - window,
-            logged_at__lte=max(times) + window,
-        )
+        TrackingEvent.objects.filter(message_id__in={row[4] for row in clicks}, type=EventType.CLICK)
         .values_list(
             "message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine", "machine_reason",
             "ip", "user_agent_id", named=True,
@@ -389,7 +387,8 @@ def _flag_click_patterns(rows: list[tuple]) -> None:
     )
     by_message: dict[int, list] = defaultdict(list)
     for candidate in candidates:
-        by_message[candidate.message_id].append(candidate)
+        if earliest <= candidate.logged_at <= latest:
+            by_message[candidate.message_id].append(candidate)
     burst_ids: set = set()
     honeypot_client_ids: set = set()
     for message_clicks in by_message.values():
