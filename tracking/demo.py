@@ -22,7 +22,8 @@ from django.utils import timezone
 from deliveries.models import MessageStatus
 from deliveries.selectors import delivery_messages, delivery_tracked_urls
 from tracking import ingest
-from tracking.models import TrackingEvent, TrackingMode
+from profiles.models import Profile
+from tracking.models import EventType, TrackingEvent, TrackingMode
 from tracking.services import user_agents_parse
 from tracking.tokens import Purpose, make_token
 
@@ -95,6 +96,11 @@ class DemoTimeline:
             moved += TrackingEvent.objects.filter(
                 delivery_id=delivery_id, logged_at__range=(start, datetime.fromtimestamp(ended, tz=UTC))
             ).update(logged_at=F("logged_at") + (when - start))
+        # An opt-out's profile says when it opted out: at its event's new time.
+        for profile_id, logged_at in TrackingEvent.objects.filter(
+            delivery_id=delivery_id, type=EventType.OPT_OUT, profile_id__isnull=False
+        ).values_list("profile_id", "logged_at"):
+            Profile.objects.filter(pk=profile_id).update(opted_out_at=logged_at)
         return moved
 
 

@@ -28,6 +28,8 @@ def test_demo_makes_realistic_activity_through_the_endpoints(settings, tmp_path)
     opted_out = events.filter(type=EventType.OPT_OUT).values_list("profile_id", flat=True)
     assert opted_out
     assert set(Profile.objects.filter(pk__in=opted_out).values_list("email_status", flat=True)) <= {EmailStatus.DENYLISTED}
+    opt_out_times = dict(events.filter(type=EventType.OPT_OUT).values_list("profile_id", "logged_at"))
+    assert dict(Profile.objects.filter(pk__in=opted_out).values_list("pk", "opted_out_at")) == opt_out_times
     assert not UserAgent.objects.filter(parsed_at__isnull=True).exists()
     # Forwards: more persons (browsers) clicked than recipients.
     clicks = humans.filter(type=EventType.CLICK)
