@@ -28,9 +28,11 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -102,6 +104,7 @@ def event_payload(
 
 # --- Redis ---
 
+T = TypeVar("T")
 # Made once: json.dumps builds a new encoder on every call given separators.
 _encode_event = json.JSONEncoder(separators=(",", ":")).encode
 _clients: dict[str, redis.Redis] = {}
@@ -126,8 +129,10 @@ class RedisPyAppender:
         self.client = client
         self.stream = stream
 
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes, meanwhile: Callable[[], object] | None = None) -> None:
         self.client.xadd(self.stream, {STREAM_FIELD: payload})
+        if meanwhile is not None:
+            meanwhile()
 
 
 _appenders: dict[tuple[str, str], StreamAppender | RedisPyAppender] = {}
@@ -145,13 +150,26 @@ def _appender(url: str) -> StreamAppender | RedisPyAppender:
     return appender
 
 
-def _stream_append(event: dict) -> bool:
+class _Once:
+    """A callable run at most once, whose result is kept."""
+
+    def __init__(self, function: Callable[[], object] | None) -> None:
+        self.function = function
+        self.result = None
+
+    def __call__(self) -> object:
+        if self.function is not None:
+            self.result, self.function = self.function(), None
+        return self.result
+
+
+def _stream_append(event: dict, meanwhile: _Once) -> bool:
     global _redis_down_until
     url = settings.BEACON_EVENT_REDIS_URL
     if not url or time.monotonic() < _redis_down_until:
         return False
     try:
-        _appender(url).append(_encode_event(event).encode())
+        _appender(url).append(_encode_event(event).encode(), meanwhile)
     except (StreamUnavailable, redis.RedisError):
         logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
         _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
@@ -159,13 +177,18 @@ def _stream_append(event: dict) -> bool:
     return True
 
 
-def event_submit(event: dict) -> None:
-    """Hands the event on durably (stream, else database, else spool) or raises EventNotStored."""
-    if _stream_append(event):
-        return
+def event_submit(event: dict, meanwhile: Callable[[], T] | None = None) -> T | None:
+    """Hands the event on durably (stream, else database, else spool) or raises EventNotStored.
+
+    `meanwhile` (the handler's answer, say) is run once, while Redis takes the event, and its result
+    returned once the event is stored: the handler's work overlaps the round trip.
+    """
+    answer = _Once(meanwhile)
+    if _stream_append(event, answer):
+        return answer()
     try:
         events_store([event])
-        return
+        return answer()
     except DatabaseError:
         logger.warning("Database unavailable; spooling tracking event", exc_info=True)
     try:
@@ -173,6 +196,7 @@ def event_submit(event: dict) -> None:
     except OSError as exc:
         logger.error("Tracking event lost: stream, database and spool all failed", exc_info=True)
         raise EventNotStored from exc
+    return answer()
 
 
 # --- Database ---

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from http.cookies import Morsel
 
 from django.conf import settings
@@ -148,10 +149,11 @@ def click_redirect(target: str, cookies: dict[str, tuple[str, int]]) -> HttpResp
     return response
 
 
-def _submit(request: HttpRequest, event_type: str, message, **fields) -> bool:
-    """Hands on one event of this message, with what every event takes from the request."""
+def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_type: str, message, **fields) -> HttpResponse:
+    """Hands on one event of this message, with what every event takes from the request, and answers
+    `respond()` (made while Redis takes the event), or 503 if the event could not be stored."""
     try:
-        event_submit(
+        return event_submit(
             event_payload(
                 type=event_type,
                 delivery_id=message.delivery_id,
@@ -160,11 +162,11 @@ def _submit(request: HttpRequest, event_type: str, message, **fields) -> bool:
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 ip=anonymize_ip(client_ip(request)),
                 **fields,
-            )
+            ),
+            respond,
         )
     except EventNotStored:
-        return False
-    return True
+        return unavailable(request)
 
 
 def _message_and_url(token: str, purpose: Purpose, modes: tuple[str, ...], *, url_required: bool):
@@ -204,23 +206,21 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         now=timezone.now(),
         honeypot=url.mode == TrackingMode.HONEYPOT,
     )
-    stored = _submit(
-        request,
-        EventType.CLICK,
-        message,
-        tracked_url_id=url.id,
-        browser_id=browser_id,
-        machine_reason=reason,
-    )
-    if not stored:
-        return unavailable(request)
     cookies = {}
     if not private and not reason:
         if new_browser:
             cookies[BROWSER_COOKIE] = (browser_id, BROWSER_COOKIE_MAX_AGE)
         if WEB_OPT_OUT_COOKIE not in request.COOKIES:
             cookies[WEB_COOKIE] = (token, WEB_COOKIE_MAX_AGE)
-    return click_redirect(target, cookies)
+    return _submit(
+        request,
+        lambda: click_redirect(target, cookies),
+        EventType.CLICK,
+        message,
+        tracked_url_id=url.id,
+        browser_id=browser_id,
+        machine_reason=reason,
+    )
 
 
 def _pixel() -> HttpResponse:
@@ -239,14 +239,14 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
         return not_found(request)
     user_agent = request.META.get("HTTP_USER_AGENT", "")
     raw_ip = client_ip(request)
-    stored = _submit(
+    return _submit(
         request,
+        _pixel,
         EventType.OPEN,
         message,
         browser_id=_known_browser_id(request),
         machine_reason=machine.open_machine_reason(request.META, request.method, user_agent, raw_ip),
     )
-    return _pixel() if stored else unavailable(request)
 
 
 # Marketer HTML on Beacon's origin: no scripts, no forms, no plugins; a unique opaque origin.
@@ -272,24 +272,32 @@ def mirror(request: HttpRequest, token: str) -> HttpResponse:
         return not_found(request)
     rendered = message_render(message=message_row)
     user_agent = request.META.get("HTTP_USER_AGENT", "")
-    stored = _submit(
+
+    def page() -> HttpResponse:
+        if rendered.html:
+            response = HttpResponse(rendered.html, content_type="text/html; charset=utf-8")
+        else:
+            response = render(request, "tracking/mirror_text.html", {"subject": rendered.subject, "text": rendered.text})
+        response["Content-Security-Policy"] = MIRROR_CSP
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Referrer-Policy"] = "no-referrer"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    return _submit(
         request,
+        page,
         EventType.MIRROR,
         message,
         tracked_url_id=url.id if url else None,
         browser_id=_known_browser_id(request),
         machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
     )
-    if not stored:
-        return unavailable(request)
-    if rendered.html:
-        response = HttpResponse(rendered.html, content_type="text/html; charset=utf-8")
-    else:
-        response = render(request, "tracking/mirror_text.html", {"subject": rendered.subject, "text": rendered.text})
-    response["Content-Security-Policy"] = MIRROR_CSP
-    response["X-Content-Type-Options"] = "nosniff"
+
+
+def _uncached(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "private, no-store"
     return response
 
 
@@ -315,19 +323,15 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             )
         except EventNotStored:
             return unavailable(request)
-        response = render(request, "tracking/unsubscribed.html")
-    else:
-        _submit(
-            request,
-            EventType.CLICK,
-            message,
-            tracked_url_id=url.id if url else None,
-            machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
-        )
-        response = render(request, "tracking/unsubscribe.html", {"token": token})
-    response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+        return _uncached(render(request, "tracking/unsubscribed.html"))
+    return _submit(
+        request,
+        lambda: _uncached(render(request, "tracking/unsubscribe.html", {"token": token})),
+        EventType.CLICK,
+        message,
+        tracked_url_id=url.id if url else None,
+        machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
+    )
 
 
 # --- Web tracking (/w/) ---
@@ -358,8 +362,9 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
         return _pixel()
     page_url = request.GET.get("url", "") or request.META.get("HTTP_REFERER", "")
     user_agent = request.META.get("HTTP_USER_AGENT", "")
-    stored = _submit(
+    return _submit(
         request,
+        _pixel,
         EventType.WEB_PAGE,
         message,
         tracked_url_id=data.url_id or None,
@@ -368,7 +373,6 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
         amount=request.GET.get("amount") or None,
         machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
     )
-    return _pixel() if stored else unavailable(request)
 
 
 @csrf_exempt
