@@ -5,8 +5,8 @@
 Fills the stream of a private redis-server with realistic click and open payloads (as the handlers
 write them: many messages and links, a few dozen user agents), then runs the real consumer
 (`tracking.ingest.stream_consume_batch`: read a batch in the consumer group, one bulk INSERT ... ON
-CONFLICT DO NOTHING, burst check, commit, XACK + XDEL) until the stream is drained, and reports
-events stored per second of consumer wall time. Uses the PostgreSQL database `beacon_bench_tracking`
+CONFLICT DO NOTHING, burst and honeypot-client checks, commit, XACK + XDEL) until the stream is
+drained, and reports events stored per second of consumer wall time. Uses the PostgreSQL database `beacon_bench_tracking`
 (created if missing; its events table is emptied first). Writes its section of bench/RESULTS.md.
 """
 import argparse
@@ -160,7 +160,7 @@ def main() -> int:
 Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs shared by the consumers, PostgreSQL
 and Redis; load average before the run {load:.2f}): {args.events} events (40% clicks, 60% opens, 36 user agents,
 500,000 messages) in the stream, batches of {args.batch_size}; each batch: XREADGROUP, COPY into a temporary table,
-one INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING, burst check, commit, XACK + XDEL.
+one INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING, burst and honeypot-client checks, commit, XACK + XDEL.
 
 | consumers | stored | acknowledged | seconds | events/s |
 |---|---|---|---|---|

@@ -1,14 +1,17 @@
-"""Click redirect benchmark: `/r/<token>` against a bare Django 302, side by side, under gunicorn.
+"""Click redirect benchmark: `/r/<token>` against a bare Django view answering the same 302, under gunicorn.
 
     .venv/bin/python bench/redirect.py [--duration 10] [--connections 16] [--workers 2xCPUs+1] [--unix-socket]
 
 Starts a private redis-server (append-only file; `appendfsync everysec` by default: a Redis crash
 loses nothing, a power cut up to about a second; `--appendfsync always` for no loss even then, at a
-large cost per click) and gunicorn on loopback with REDIS_URL set, so every click is an XADD to the
+large cost per click) and gunicorn on loopback with REDIS_URL (and BEACON_EVENT_REDIS_URL) set, so every click is an XADD to the
 event stream; no consumer runs during the measurement (in production it runs elsewhere). Uses the
 PostgreSQL database `beacon_bench_tracking` (created if missing). Both views go through the same
-middleware. Rounds alternate bare, click, bare, click; each figure is the mean of its rounds. Needs
-`wrk` (Debian: apt-get install -y wrk). Writes its section of bench/RESULTS.md.
+middleware. The baseline is `/bare/`, which answers the very 302 a first click gets (same headers,
+same two cookies, made by the same function) with no token check, lookup or event; `/bare-location/`,
+a 302 with a Location header only, is measured for reference. Rounds alternate the three views; each
+figure is the mean of its rounds. Needs `wrk` (Debian: apt-get install -y wrk). Writes its section of
+bench/RESULTS.md (one per Redis transport).
 """
 import argparse
 import os
@@ -27,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "RESULTS.md"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/beacon_bench_tracking")
+BARE, CLICK, LOCATION = "bare 302 (same response)", "/r/ click", "bare 302 (Location only)"
+VIEWS = ((BARE, "bare"), (CLICK, "r"), (LOCATION, "bare-location"))
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
@@ -171,7 +176,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn's advice: 2 x CPUs + 1")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--unix-socket", action="store_true", help="reach Redis over a Unix socket, not TCP")
+    parser.add_argument("--unix-socket", action="store_true", help="hand events to Redis over its Unix socket (BEACON_EVENT_REDIS_URL), not TCP")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -180,17 +185,21 @@ def main() -> int:
     redis_port, web_port = free_port(), free_port()
     redis_dir = tempfile.mkdtemp(prefix="bench-redis-")
     socket_path = os.path.join(redis_dir, "redis.sock")
-    redis_url = f"unix://{socket_path}?db=0" if args.unix_socket else f"redis://127.0.0.1:{redis_port}/0"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    # As README advises where Redis is local: the event stream over the socket, the rest over TCP.
+    event_redis_url = f"unix://{socket_path}?db=0" if args.unix_socket else redis_url
     os.environ.update(
         DJANGO_SETTINGS_MODULE="bench.tracking_settings",
         DATABASE_URL=DATABASE_URL,
         REDIS_URL=redis_url,
+        BEACON_EVENT_REDIS_URL=event_redis_url,
         SECRET_KEY="bench-only-secret-key-not-for-production",
         ALLOWED_HOSTS="127.0.0.1",
         DB_CONN_MAX_AGE="600",
     )
     ensure_database()
     token = prepare_click_token()
+    load_before = os.getloadavg()[0]
     redis_server = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", redis_dir, "--save", "",
          "--unixsocket", socket_path, "--appendonly", "yes", "--appendfsync", args.appendfsync],
@@ -206,18 +215,18 @@ def main() -> int:
         )
         wait_for_port(web_port)
         base = f"http://127.0.0.1:{web_port}"
-        click_url, bare_url = f"{base}/r/{token}", f"{base}/bare/{token}"
+        urls = {label: f"{base}/{prefix}/{token}" for label, prefix in VIEWS}
         import redis
 
         stream = redis.Redis.from_url(redis_url)
-        # Warm up both (imports, caches, connections), then empty the stream.
-        run_wrk(bare_url, 2, args.connections)
-        run_wrk(click_url, 2, args.connections)
+        # Warm up every view (imports, caches, connections), then empty the stream.
+        for url in urls.values():
+            run_wrk(url, 2, args.connections)
         stream.delete("beacon:events")
-        bare_rounds, click_rounds = [], []
+        rounds = {label: [] for label in urls}
         for _ in range(args.rounds):
-            bare_rounds.append(measured(bare_url, args.duration, args.connections, gunicorn.pid, redis_server.pid))
-            click_rounds.append(measured(click_url, args.duration, args.connections, gunicorn.pid, redis_server.pid))
+            for label, url in urls.items():
+                rounds[label].append(measured(url, args.duration, args.connections, gunicorn.pid, redis_server.pid))
         stream_entries = stream.xlen("beacon:events")
         stream.delete("beacon:events")
     finally:
@@ -229,47 +238,52 @@ def main() -> int:
         shutil.rmtree(redis_dir, ignore_errors=True)
 
     keys = ("rps", "p50", "p99", "cpu_ms", "web_cpu_ms", "redis_cpu_ms")
-    bare = {key: mean(bare_rounds, key) for key in keys}
-    click = {key: mean(click_rounds, key) for key in keys}
-    clicks_answered = sum(r["requests"] - r["bad_status"] for r in click_rounds)
+    means = {label: {key: mean(view_rounds, key) for key in keys} for label, view_rounds in rounds.items()}
+    bare, click, location = means[BARE], means[CLICK], means[LOCATION]
+    clicks_answered = sum(r["requests"] - r["bad_status"] for r in rounds[CLICK])
     throughput_ratio = click["rps"] / bare["rps"]
     p99_ratio = click["p99"] / bare["p99"]
     verdict = "met" if throughput_ratio >= 0.8 and p99_ratio < 2 else "NOT met"
+    transport = "a Unix socket" if args.unix_socket else "TCP on loopback"
     rows = "\n".join(
         f"| {label} {i + 1} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['web_cpu_ms']:.3f} + {r['redis_cpu_ms']:.3f} | {r['bad_status']} |"
-        for label, rounds in (("bare 302", bare_rounds), ("/r/ click", click_rounds))
-        for i, r in enumerate(rounds)
+        for label, view_rounds in rounds.items()
+        for i, r in enumerate(view_rounds)
     )
-    body = f"""## Click redirect (bench/redirect.py)
+    mean_rows = "\n".join(
+        f"| **{label}, mean** | **{m['rps']:.0f}** | **{m['p50']:.2f}** | **{m['p99']:.2f}** | **{m['web_cpu_ms']:.3f} + {m['redis_cpu_ms']:.3f}** | |"
+        for label, m in means.items()
+    )
+    body = f"""## Click redirect (bench/redirect.py{" --unix-socket" if args.unix_socket else ""}), Redis over {transport}
 
-Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared with wrk and Redis):
-gunicorn {args.workers} sync workers, wrk 2 threads / {args.connections} connections / {args.duration} s per round,
-Redis over {"a Unix socket" if args.unix_socket else "TCP"} with `appendonly yes`, `appendfsync {args.appendfsync}`; PostgreSQL for the (cached) lookups.
+Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared with wrk and Redis;
+load average before the run {load_before:.2f}): gunicorn {args.workers} sync workers, wrk 2 threads /
+{args.connections} connections / {args.duration} s per round, Redis over {transport} with `appendonly yes`,
+`appendfsync {args.appendfsync}`; PostgreSQL for the (cached) lookups.
 
 | view | req/s | p50 ms | p99 ms | CPU ms/request: gunicorn + redis | non-3xx |
 |---|---|---|---|---|---|
 {rows}
-| **bare 302, mean** | **{bare['rps']:.0f}** | **{bare['p50']:.2f}** | **{bare['p99']:.2f}** | **{bare['web_cpu_ms']:.3f} + {bare['redis_cpu_ms']:.3f}** | |
-| **/r/ click, mean** | **{click['rps']:.0f}** | **{click['p50']:.2f}** | **{click['p99']:.2f}** | **{click['web_cpu_ms']:.3f} + {click['redis_cpu_ms']:.3f}** | |
+{mean_rows}
 
-CPU is user + system time per answered request, of the gunicorn workers and of redis-server.
+`{BARE}` answers the same 302 as a first click (Location, Cache-Control, Referrer-Policy, the browser-id and
+web-tracking cookies, made by the same function) without verifying a token, looking anything up or handing
+an event on; `{LOCATION}` is a 302 with a Location header only, for reference. CPU is user + system time per
+answered request, of the gunicorn workers and of redis-server.
 
-Throughput ratio {throughput_ratio:.0%} (target >= 80%), p99 ratio {p99_ratio:.2f}x (target < 2x): **{verdict}**.
+Against the same 302: throughput ratio {throughput_ratio:.0%} (target >= 80%), p99 ratio {p99_ratio:.2f}x
+(target < 2x): **{verdict}**. Against the Location-only 302: throughput ratio {click['rps'] / location['rps']:.0%},
+p99 ratio {click['p99'] / location['p99']:.2f}x.
 Every answered click is in the stream: {clicks_answered} clicks answered, {stream_entries} stream entries (more
 entries than answers: the requests in flight when wrk stopped were recorded, their answers not counted).
 
-Why the throughput ratio is what it is: gunicorn, wrk and Redis share {os.cpu_count()} CPUs, so throughput is set by
-CPU per request. A click costs {click['web_cpu_ms'] - bare['web_cpu_ms']:.3f} ms more gunicorn CPU than the bare
-302 (plus {click['redis_cpu_ms']:.3f} ms in redis-server). In-process measurements put the click view's own Python
-work (token check, cached lookups, machine checks, event payload, two cookies) at about 0.03 ms over the bare view;
-the rest, about {click['web_cpu_ms'] - bare['web_cpu_ms'] - 0.03:.2f} ms, is the one synchronous round trip to Redis that
-acknowledging a click requires (socket write and read system calls, loopback TCP processing in the sender's
-context, the switch to redis-server and back). That round trip is the design's price for never answering a click
-that is not yet durably handed on; batching it across requests is impossible with sync workers. Where Redis has
-cores of its own, the round trip is mostly waiting rather than CPU and the ratio rises. Figures vary by about
-+-15% between runs on this machine, which other work shares.
+A click costs {click['web_cpu_ms'] - bare['web_cpu_ms']:.3f} ms more gunicorn CPU than the same 302 answered bare, plus
+{click['redis_cpu_ms']:.3f} ms in redis-server: the token check, the cached lookups, the machine checks, the event's
+JSON and the one synchronous XADD round trip that acknowledging a click requires. gunicorn, wrk and Redis
+share {os.cpu_count()} CPUs, so throughput follows CPU per request; figures vary by about +-15% between runs
+on this machine when other work shares it.
 """
-    write_section("bench/redirect.py", body)
+    write_section("bench/redirect.py" + (" --unix-socket" if args.unix_socket else ""), body)
     print(body)
     return 0
 

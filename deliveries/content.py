@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 UNSUBSCRIBE_VARIABLE = "unsubscribe_url"
 MIRROR_VARIABLE = "mirror_url"
 PIXEL_VARIABLE = "beacon_open_pixel"
+HONEYPOT_VARIABLE = "beacon_honeypot_url"
+# A link no person sees or reaches: no text, not displayed (Outlook's mso-hide too), out of the tab order
+# and of the accessibility tree. Scanners that follow every href click it (tracking.machine).
+HONEYPOT_LINK = (
+    '<a href="{{ %s }}" tabindex="-1" aria-hidden="true" '
+    'style="display:none !important;mso-hide:all;font-size:0;line-height:0;max-height:0;overflow:hidden"></a>'
+) % HONEYPOT_VARIABLE
 LINK_VARIABLE = "beacon_link_{}"
 PROFILE_FIELDS = ("id", "email", "first_name", "last_name", "email_format")
 
@@ -134,8 +141,14 @@ def _line_offsets(source: str) -> list[int]:
     return offsets
 
 
-def parse_content(*, html: str, text: str, track_opens: bool) -> ParsedContent:
-    """Finds the links of the content and returns template sources with link variables in place."""
+def _before_body_end(html: str, snippet: str) -> str:
+    body_end = html.lower().rfind("</body>")
+    return html[:body_end] + snippet + html[body_end:] if body_end >= 0 else html + snippet
+
+
+def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = False) -> ParsedContent:
+    """Finds the links of the content and returns template sources with link variables in place;
+    with `honeypot`, the HTML also gets the hidden honeypot link."""
     links: list[FoundLink] = []
     html_indexes: list[int] = []
     html_source = html
@@ -173,12 +186,11 @@ def parse_content(*, html: str, text: str, track_opens: bool) -> ParsedContent:
             edits.append((start, end, _start_tag(tag.name, attrs, html[end - 2 : end] == "/>")))
         for start, end, replacement in reversed(edits):
             html_source = html_source[:start] + replacement + html_source[end:]
+        if honeypot:
+            html_source = _before_body_end(html_source, HONEYPOT_LINK)
         if track_opens:
             pixel = '<img src="{{ %s }}" width="1" height="1" alt="" style="display:block;border:0">' % PIXEL_VARIABLE
-            body_end = html_source.lower().rfind("</body>")
-            html_source = (
-                html_source[:body_end] + pixel + html_source[body_end:] if body_end >= 0 else html_source + pixel
-            )
+            html_source = _before_body_end(html_source, pixel)
 
     text_indexes: list[int] = []
     text_parts: list[str] = []
@@ -328,10 +340,12 @@ def _html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def prepare_content(*, subject: str, html: str, text: str, track_opens: bool) -> PreparedContent:
+def prepare_content(
+    *, subject: str, html: str, text: str, track_opens: bool, honeypot: bool = False
+) -> PreparedContent:
     """Parses and compiles the delivery's content; raises ContentError for a bad template."""
     check_templates(subject=subject, html=html, text=text)
-    parsed = parse_content(html=html, text=text, track_opens=track_opens)
+    parsed = parse_content(html=html, text=text, track_opens=track_opens, honeypot=honeypot)
     return PreparedContent(
         subject=_compile(_plain_engine, subject, "subject"),
         html=_compile(_html_engine, parsed.html_source, "html") if html.strip() else None,

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
 from deliveries.content import (
+    HONEYPOT_VARIABLE,
     MIRROR_VARIABLE,
     PIXEL_VARIABLE,
     UNSUBSCRIBE_VARIABLE,
@@ -223,6 +224,14 @@ def delivery_delete(*, delivery_id: int, actor=None) -> None:
 # --- Target analysis ------------------------------------------------------------------------------
 
 
+HONEYPOT_LABEL = "Hidden honeypot link (machine clicks only)"
+
+
+def _has_honeypot(delivery: Delivery) -> bool:
+    """Whether the delivery's HTML gets the hidden honeypot link: only where clicks are tracked."""
+    return delivery.track_clicks and bool(delivery.html.strip())
+
+
 def _found_links_to_rows(delivery: Delivery, prepared: PreparedContent) -> list[TrackedUrl]:
     rows = [
         TrackedUrl(
@@ -239,6 +248,13 @@ def _found_links_to_rows(delivery: Delivery, prepared: PreparedContent) -> list[
     ]
     rows.append(TrackedUrl(delivery=delivery, url=UNSUBSCRIBE_VARIABLE, label="Opt-out link", mode=TrackingMode.OPT_OUT))
     rows.append(TrackedUrl(delivery=delivery, url=MIRROR_VARIABLE, label="Mirror page link", mode=TrackingMode.MIRROR))
+    if _has_honeypot(delivery):
+        rows.append(
+            TrackedUrl(
+                delivery=delivery, url=f"{settings.BEACON_PUBLIC_URL}/", label=HONEYPOT_LABEL,
+                mode=TrackingMode.HONEYPOT, in_html=True,
+            )
+        )
     return rows
 
 
@@ -296,7 +312,7 @@ def delivery_analyze(*, delivery_id: int, actor=None) -> Delivery:
         _transition(delivery, DeliveryStatus.ANALYZING, action="analyze")
         delivery.save(update_fields=["status", "updated_at"])
     try:
-        prepared = _prepare(delivery)
+        prepared = _prepare(delivery, honeypot=_has_honeypot(delivery))
         _check_renders(delivery, prepared)
     except ContentError as exc:
         with transaction.atomic():
@@ -349,6 +365,8 @@ class SendContent:
     links: list[tuple[int, str, bool]]
     optout_url_id: int
     mirror_url_id: int
+    # 0 for a delivery without one (clicks not tracked, or analyzed before honeypots existed).
+    honeypot_url_id: int
     track_opens: bool
     track_clicks: bool
     mirror_page: bool
@@ -375,14 +393,21 @@ class SendContent:
             UNSUBSCRIBE_VARIABLE: unsubscribe_url,
             MIRROR_VARIABLE: f"{base}/m/{make_token(Purpose.MIRROR, message_id, self.mirror_url_id)}" if self.mirror_page else "",
             PIXEL_VARIABLE: f"{base}/o/{make_token(Purpose.OPEN, message_id)}",
+            # A text-only recipient gets the HTML as text, where a link with an empty href leaves no trace.
+            HONEYPOT_VARIABLE: (
+                f"{base}/r/{make_token(Purpose.CLICK, message_id, self.honeypot_url_id)}"
+                if self.honeypot_url_id and not text_only
+                else ""
+            ),
         }
         rendered = self.prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=text_only)
         return rendered, unsubscribe_url
 
 
-def _prepare(delivery: Delivery) -> PreparedContent:
+def _prepare(delivery: Delivery, *, honeypot: bool) -> PreparedContent:
     return prepare_content(
-        subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=delivery.track_opens
+        subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=delivery.track_opens,
+        honeypot=honeypot,
     )
 
 
@@ -391,7 +416,7 @@ def _check_renders(delivery: Delivery, prepared: PreparedContent) -> None:
     link_urls = ["https://example.invalid/"] * (
         len(prepared.parsed.html_link_indexes) + len(prepared.parsed.text_link_indexes)
     )
-    extra = {UNSUBSCRIBE_VARIABLE: "", MIRROR_VARIABLE: "", PIXEL_VARIABLE: ""}
+    extra = {UNSUBSCRIBE_VARIABLE: "", MIRROR_VARIABLE: "", PIXEL_VARIABLE: "", HONEYPOT_VARIABLE: ""}
     for text_only in (False, True):
         try:
             prepared.render(profile_values=profile_context(None), link_urls=link_urls, extra=extra, text_only=text_only)
@@ -408,8 +433,11 @@ def _content_key(delivery: Delivery) -> str:
 @lru_cache(maxsize=16)
 def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
     delivery = Delivery.objects.get(pk=delivery_id)
-    prepared = _prepare(delivery)
     rows = list(TrackedUrl.objects.filter(delivery_id=delivery_id).order_by("id"))
+    special_modes = (TrackingMode.OPT_OUT, TrackingMode.MIRROR, TrackingMode.HONEYPOT)
+    special = {row.mode: row.id for row in rows if row.mode in special_modes}
+    honeypot_url_id = special.get(TrackingMode.HONEYPOT, 0) if delivery.track_clicks else 0
+    prepared = _prepare(delivery, honeypot=bool(honeypot_url_id))
     tracked = [row for row in rows if row.mode == TrackingMode.TRACKED]
     by_position = {row.position: row for row in tracked if row.position is not None}
     text_only_rows = {row.url: row for row in tracked if row.position is None}
@@ -419,13 +447,13 @@ def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
         if row is None:
             raise ServiceError("The delivery's links changed since analysis; analyze it again.")
         links.append((row.id, row.url, row.is_personalized))
-    special = {row.mode: row.id for row in rows if row.mode in (TrackingMode.OPT_OUT, TrackingMode.MIRROR)}
     return SendContent(
         delivery_id=delivery_id,
         prepared=prepared,
         links=links,
         optout_url_id=special.get(TrackingMode.OPT_OUT, 0),
         mirror_url_id=special.get(TrackingMode.MIRROR, 0),
+        honeypot_url_id=honeypot_url_id,
         track_opens=delivery.track_opens,
         track_clicks=delivery.track_clicks,
         mirror_page=delivery.mirror_page,

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from profiles import services
 from profiles.models import List, ListMembership, Profile
@@ -17,12 +18,21 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ["email", "first_name", "last_name", "email_status", "email_format", "tracking_consent", "opted_out_at", "created_at"]
+    list_display = [
+        "email", "first_name", "last_name", "email_status", "email_format", "tracking_consent", "opted_out_at",
+        "created_at", "tracking_link",
+    ]
     list_filter = ["email_status", "email_format", "tracking_consent", "lists"]
     search_fields = ["email", "first_name", "last_name"]
     readonly_fields = ["opted_out_at", "quarantined_at", "soft_bounce_count", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     actions = ["opt_out", "restore_to_valid"]
+    # The change page links to the profile's Tracking tab (tracking.admin.ProfileTrackingAdmin).
+    change_form_template = "profiles/admin/profile_change_form.html"
+
+    @admin.display(description="Tracking")
+    def tracking_link(self, profile: Profile) -> str:
+        return format_html('<a href="{}">Tracking</a>', reverse("admin:tracking_profiletracking_change", args=[profile.pk]))
 
     @admin.action(description="Opt out (denylist) the selected profiles")
     def opt_out(self, request, queryset):

@@ -708,7 +708,8 @@ def _merge_persons(deltas: _Deltas, *, rebuilt: bool) -> None:
 
 def delivery_recompute(*, delivery_id: int) -> Delivery:
     """"Recompute delivery and tracking indicators": rebuilds the delivery's rollups from its raw events
-    and its counters and statistics from its messages, in one transaction.
+    and its counters and statistics from its messages, in one transaction. Events not yet consolidated
+    are consolidated first; the rebuild takes exactly the consolidated ones, so none counts twice.
 
     Links deleted since their events were consolidated are grouped as deleted links afterwards.
     Refused (409) once retention has purged some of the delivery's raw events: the rebuild would lose
@@ -720,13 +721,24 @@ def delivery_recompute(*, delivery_id: int) -> Delivery:
             "Raw events of this delivery older than the retention period were purged; "
             "its indicators can no longer be rebuilt from them.",
         )
-    with _consolidation_lock(wait=True):
+    with _consolidation_lock(wait=True) as state:
         delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None:
             raise NotFound("No such delivery.")
+        # What has been committed so far is consolidated first, so the rebuild is up to date.
+        for _ in range(MAX_BATCHES_PER_RUN):
+            if not _consolidate_batch(state, BATCH_SIZE)[1]:
+                break
         for model in EVENT_ROLLUPS:
             model.objects.filter(delivery_id=delivery_id).delete()
-        _apply_event_batch("e.delivery_id = %s", [delivery_id], rebuilt=True)
+        # Exactly the events consolidation has merged: any past the pointer or in its gaps (committed just
+        # now, or beyond the batches above) are the next run's, and merging them here too would count them twice.
+        _apply_event_batch(
+            "e.delivery_id = %s AND e.id <= %s AND NOT EXISTS (SELECT 1 FROM reporting_consolidationgap g "
+            "WHERE e.id BETWEEN g.first_id AND g.last_id)",
+            [delivery_id, state.pointer],
+            rebuilt=True,
+        )
         _refresh_delivery_counters(delivery)
         delivery_message_stats_refresh(delivery_id=delivery_id)
     return delivery

@@ -5,8 +5,9 @@ hands it on, in this order of preference:
 
 1. with ``BEACON_EVENT_REDIS_URL`` (by default ``REDIS_URL``), XADD to the stream ``BEACON_EVENT_STREAM``; a consumer (``stream_consume``,
    run by the Celery task ``tracking.consume_events`` or ``manage.py tracking_consume``) reads batches
-   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; entries a
-   dead consumer left pending are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
+   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; a batch
+   whose insert failed is retried by its consumer first thing, and entries a dead consumer left pending
+   are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
 2. without Redis, or when Redis cannot be reached, a direct insert into the database;
 3. when the database cannot be reached either, one JSON line appended and fsync'd to a spool file in
    ``BEACON_SPOOL_DIR``, replayed later by ``spool_replay`` (task ``tracking.replay_spool``).
@@ -27,9 +28,11 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -101,6 +104,9 @@ def event_payload(
 
 # --- Redis ---
 
+T = TypeVar("T")
+# Made once: json.dumps builds a new encoder on every call given separators.
+_encode_event = json.JSONEncoder(separators=(",", ":")).encode
 _clients: dict[str, redis.Redis] = {}
 _redis_down_until = 0.0
 
@@ -123,8 +129,10 @@ class RedisPyAppender:
         self.client = client
         self.stream = stream
 
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes, meanwhile: Callable[[], object] | None = None) -> None:
         self.client.xadd(self.stream, {STREAM_FIELD: payload})
+        if meanwhile is not None:
+            meanwhile()
 
 
 _appenders: dict[tuple[str, str], StreamAppender | RedisPyAppender] = {}
@@ -142,13 +150,26 @@ def _appender(url: str) -> StreamAppender | RedisPyAppender:
     return appender
 
 
-def _stream_append(event: dict) -> bool:
+class _Once:
+    """A callable run at most once, whose result is kept."""
+
+    def __init__(self, function: Callable[[], object] | None) -> None:
+        self.function = function
+        self.result = None
+
+    def __call__(self) -> object:
+        if self.function is not None:
+            self.result, self.function = self.function(), None
+        return self.result
+
+
+def _stream_append(event: dict, meanwhile: _Once) -> bool:
     global _redis_down_until
     url = settings.BEACON_EVENT_REDIS_URL
     if not url or time.monotonic() < _redis_down_until:
         return False
     try:
-        _appender(url).append(json.dumps(event, separators=(",", ":")).encode())
+        _appender(url).append(_encode_event(event).encode(), meanwhile)
     except (StreamUnavailable, redis.RedisError):
         logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
         _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
@@ -156,13 +177,18 @@ def _stream_append(event: dict) -> bool:
     return True
 
 
-def event_submit(event: dict) -> None:
-    """Hands the event on durably (stream, else database, else spool) or raises EventNotStored."""
-    if _stream_append(event):
-        return
+def event_submit(event: dict, meanwhile: Callable[[], T] | None = None) -> T | None:
+    """Hands the event on durably (stream, else database, else spool) or raises EventNotStored.
+
+    `meanwhile` (the handler's answer, say) is run once, while Redis takes the event, and its result
+    returned once the event is stored: the handler's work overlaps the round trip.
+    """
+    answer = _Once(meanwhile)
+    if _stream_append(event, answer):
+        return answer()
     try:
         events_store([event])
-        return
+        return answer()
     except DatabaseError:
         logger.warning("Database unavailable; spooling tracking event", exc_info=True)
     try:
@@ -170,6 +196,7 @@ def event_submit(event: dict) -> None:
     except OSError as exc:
         logger.error("Tracking event lost: stream, database and spool all failed", exc_info=True)
         raise EventNotStored from exc
+    return answer()
 
 
 # --- Database ---
@@ -320,45 +347,83 @@ def _insert_rows(rows: list[tuple]) -> None:
         )
 
 
-def _flag_bursts(rows: list[tuple]) -> None:
-    """Marks clicks that, with the message's other clicks, hit every link of it within one second."""
+BURST_WINDOW = timedelta(seconds=1)
+HONEYPOT_CLIENT_WINDOW = timedelta(seconds=5)
+
+
+def _burst_ids(message_clicks: list) -> list:
+    """The unflagged clicks of a time window of one second in which every link of the message was hit."""
+    if len({click.tracked_url_id for click in message_clicks}) < 2:
+        return []
+    links = lookups.delivery_link_ids(message_clicks[0].delivery_id)
+    if len(links) < 2:
+        return []
+    found = []
+    start = 0
+    for end in range(len(message_clicks)):
+        while message_clicks[end].logged_at - message_clicks[start].logged_at > BURST_WINDOW:
+            start += 1
+        in_window = message_clicks[start : end + 1]
+        if links <= {click.tracked_url_id for click in in_window}:
+            found.extend(click.event_id for click in in_window if not click.is_machine)
+    return found
+
+
+def _honeypot_client_ids(message_clicks: list) -> list:
+    """The unflagged clicks made by a client (anonymized IP and user agent) that clicked the message's
+    honeypot link within HONEYPOT_CLIENT_WINDOW of them."""
+    honeypot_times = defaultdict(list)
+    for click in message_clicks:
+        if click.machine_reason == machine.REASON_HONEYPOT and click.ip is not None:
+            honeypot_times[(click.ip, click.user_agent_id)].append(click.logged_at)
+    if not honeypot_times:
+        return []
+    return [
+        click.event_id
+        for click in message_clicks
+        if not click.is_machine
+        and any(
+            abs(click.logged_at - at) <= HONEYPOT_CLIENT_WINDOW
+            for at in honeypot_times.get((click.ip, click.user_agent_id), ())
+        )
+    ]
+
+
+def _flag_click_patterns(rows: list[tuple]) -> None:
+    """Marks as machine, with the message's clicks already stored, the clicks of a burst (every link of
+    the message within one second) and the other clicks of a client that clicked the honeypot link."""
     clicks = [row for row in rows if row[1] == EventType.CLICK and row[4] is not None and row[6] is not None]
     if not clicks:
         return
-    message_ids = {row[4] for row in clicks}
     times = [row[2] for row in clicks]
-    window = timedelta(seconds=1)
+    window = max(BURST_WINDOW, HONEYPOT_CLIENT_WINDOW)
+    earliest, latest = min(times) - window, max(times) + window
+    # The time window is applied here, not in SQL: with it in the query, the planner may pick the
+    # logged_at index and read every recent event (it did on a freshly filled table, stats not yet
+    # analyzed); without it, only the (message, type) index fits, and it reads the same rows anyway.
     candidates = (
-        TrackingEvent.objects.filter(
-            message_id__in=message_ids,
-            type=EventType.CLICK,
-            logged_at__gte=min(times) - window,
-            logged_at__lte=max(times) + window,
+        TrackingEvent.objects.filter(message_id__in={row[4] for row in clicks}, type=EventType.CLICK)
+        .values_list(
+            "message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine", "machine_reason",
+            "ip", "user_agent_id", named=True,
         )
-        .values_list("message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine")
         .order_by("message_id", "logged_at")
     )
-    by_message: dict[int, list[tuple]] = defaultdict(list)
+    by_message: dict[int, list] = defaultdict(list)
     for candidate in candidates:
-        by_message[candidate[0]].append(candidate)
-    burst_ids = []
+        if earliest <= candidate.logged_at <= latest:
+            by_message[candidate.message_id].append(candidate)
+    burst_ids: set = set()
+    honeypot_client_ids: set = set()
     for message_clicks in by_message.values():
-        if len({click[2] for click in message_clicks}) < 2:
-            continue
-        links = lookups.delivery_link_ids(message_clicks[0][1])
-        if len(links) < 2:
-            continue
-        start = 0
-        for end in range(len(message_clicks)):
-            while message_clicks[end][3] - message_clicks[start][3] > window:
-                start += 1
-            in_window = message_clicks[start : end + 1]
-            if links <= {click[2] for click in in_window}:
-                burst_ids.extend(click[4] for click in in_window if not click[5])
-    if burst_ids:
-        TrackingEvent.objects.filter(event_id__in=burst_ids, is_machine=False).update(
-            is_machine=True, machine_reason=machine.REASON_BURST
-        )
+        burst_ids.update(_burst_ids(message_clicks))
+        honeypot_client_ids.update(_honeypot_client_ids(message_clicks))
+    for ids, reason in (
+        (burst_ids, machine.REASON_BURST),
+        (honeypot_client_ids - burst_ids, machine.REASON_HONEYPOT_CLIENT),
+    ):
+        if ids:
+            TrackingEvent.objects.filter(event_id__in=ids, is_machine=False).update(is_machine=True, machine_reason=reason)
 
 
 def _queue_user_agent_parsing(ids: list[int]) -> None:
@@ -374,7 +439,7 @@ def _queue_user_agent_parsing(ids: list[int]) -> None:
 def events_store(events: list[dict]) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
-    The insert and the burst check of a batch commit together, so no reader sees a burst unflagged;
+    The insert and the click-pattern checks of a batch commit together, so no reader sees them unflagged;
     the user-agent rows commit on their own (idempotent, like everything here). User agents seen for
     the first time are queued for parsing once committed (with the embedded default's in-process
     tasks, that parse runs right there, once per distinct user agent and process).
@@ -386,7 +451,7 @@ def events_store(events: list[dict]) -> None:
         rows = _rows(batch, user_agent_ids)
         with transaction.atomic(savepoint=False):
             _insert_rows(rows)
-            _flag_bursts(rows)
+            _flag_click_patterns(rows)
         unparsed.extend(new_unparsed)
     if unparsed:
         transaction.on_commit(lambda: _queue_user_agent_parsing(unparsed))
@@ -423,14 +488,22 @@ def _acknowledge(client: redis.Redis, entry_ids: list) -> None:
 def stream_consume_batch(
     *, consumer: str, batch_size: int = 1000, block_ms: int | None = None, reclaim_idle_ms: int | None = None
 ) -> int:
-    """Stores one batch from the stream (reclaimed dead-consumer entries first); returns its size."""
+    """Stores one batch from the stream; returns its size.
+
+    Entries come in this order: the consumer's own unacknowledged ones (a batch that failed here, the
+    database being down, is retried at once rather than after the reclaim idle time), a dead
+    consumer's (XAUTOCLAIM), then new ones.
+    """
     client = redis_client()
     if client is None:
         return 0
     _ensure_group(client)
     stream, group = settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP
     idle = settings.BEACON_STREAM_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms
-    entries = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)[1]
+    own_pending = client.xreadgroup(group, consumer, {stream: "0"}, count=batch_size)
+    entries = own_pending[0][1] if own_pending else []
+    if not entries:
+        entries = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)[1]
     if not entries:
         answer = client.xreadgroup(group, consumer, {stream: ">"}, count=batch_size, block=block_ms)
         entries = answer[0][1] if answer else []

@@ -3,8 +3,8 @@
 Machine events are never dropped: they are stored with ``is_machine`` set and one of the reasons below
 in ``machine_reason``, so "humans only" numbers leave them out and "all" keeps them.
 
-The checks that need only the request run in the handler (pure computation, no queries); the burst
-check needs the other clicks of the message and runs at ingestion (``tracking.ingest``).
+The checks that need only the request run in the handler (pure computation, no queries); the burst and
+honeypot-client checks need the other clicks of the message and run at ingestion (``tracking.ingest``).
 """
 import functools
 import ipaddress
@@ -26,6 +26,9 @@ REASON_TOO_FAST = "too_fast"
 REASON_BURST = "burst"
 # A click on a hidden honeypot link (TrackedUrl.mode == "honeypot"), which no person can see.
 REASON_HONEYPOT = "honeypot"
+# Another click of the message by the client (anonymized IP and user agent) that clicked its honeypot
+# link, within a few seconds of it (tracking.ingest.HONEYPOT_CLIENT_WINDOW).
+REASON_HONEYPOT_CLIENT = "honeypot_client"
 # An open fetched by Apple Mail Privacy Protection's proxy, not by the reader.
 REASON_APPLE_MPP = "apple_mpp"
 
@@ -36,6 +39,7 @@ MACHINE_REASONS = (
     REASON_TOO_FAST,
     REASON_BURST,
     REASON_HONEYPOT,
+    REASON_HONEYPOT_CLIENT,
     REASON_APPLE_MPP,
 )
 

@@ -7,6 +7,7 @@ database; the consumer side uses redis-py.
 """
 import socket
 import threading
+from collections.abc import Callable
 
 from redis.connection import parse_url
 
@@ -69,8 +70,7 @@ class StreamAppender:
         line, _, rest = bytes(buffer).partition(b"\r\n")
         return line, bytearray(rest)
 
-    def _send(self, sock: socket.socket, payload: bytes) -> None:
-        sock.sendall(_command(b"XADD", self.stream, b"*", b"e", payload))
+    def _read_reply(self, sock: socket.socket) -> None:
         line, rest = self._read_line(sock, bytearray())
         if not line.startswith(b"$"):
             raise StreamUnavailable(line.decode(errors="replace"))
@@ -81,22 +81,42 @@ class StreamAppender:
                 raise StreamUnavailable("connection closed by Redis")
             rest += chunk
 
-    def append(self, payload: bytes) -> None:
-        sock = getattr(self._local, "sock", None)
-        reused = sock is not None
+    def _failed(self, error: Exception, *, last_try: bool) -> None:
+        self.close()
+        if last_try:
+            raise StreamUnavailable(str(error)) from error
+
+    def append(self, payload: bytes, meanwhile: Callable[[], object] | None = None) -> None:
+        """XADD the payload; raises StreamUnavailable unless Redis answered with the entry id.
+
+        `meanwhile` runs once, after the command is sent and before its answer is read: the caller's
+        own work overlaps Redis's, and the answer is usually there when it is read, without a wait.
+        """
+        command = _command(b"XADD", self.stream, b"*", b"e", payload)
         for attempt in (1, 2):
+            sock = getattr(self._local, "sock", None)
+            # A socket kept from an earlier request may have died with a Redis restart: one fresh try.
+            # (Should the first XADD have landed after all, the event id makes the copy harmless.)
+            last_try = attempt == 2 or sock is None
             try:
                 if sock is None:
                     sock = self._local.sock = self._connect()
-                self._send(sock, payload)
+                sock.sendall(command)
+            except (OSError, ValueError, StreamUnavailable) as error:
+                self._failed(error, last_try=last_try)
+                continue
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException:
+                    self.close()  # the XADD's answer is unread: this socket is out of step for good
+                    raise
+                meanwhile = None
+            try:
+                self._read_reply(sock)
                 return
-            except (OSError, ValueError, StreamUnavailable) as exc:
-                self.close()
-                sock = None
-                # A socket kept from an earlier request may have died with a Redis restart: one fresh try.
-                # (Should the first XADD have landed after all, the event id makes the copy harmless.)
-                if attempt == 2 or not reused:
-                    raise StreamUnavailable(str(exc)) from exc
+            except (OSError, ValueError, StreamUnavailable) as error:
+                self._failed(error, last_try=last_try)
 
     def close(self) -> None:
         sock = getattr(self._local, "sock", None)

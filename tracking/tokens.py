@@ -83,7 +83,7 @@ def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
 def make_token(purpose: Purpose, message_id: int, url_id: int = 0) -> str:
     key_id, key = _signing_keys()[0]
     payload = bytes([purpose]) + _varint(message_id) + _varint(url_id)
-    mac = hmac.new(key, payload, hashlib.sha256).digest()[:MAC_LENGTH]
+    mac = hmac.digest(key, payload, "sha256")[:MAC_LENGTH]
     return base64.urlsafe_b64encode(bytes([key_id]) + payload + mac).rstrip(b"=").decode()
 
 
@@ -102,9 +102,7 @@ def read_token(token: str, purpose: Purpose) -> TokenData | None:
     if payload[0] != purpose:
         return None
     for key_id, key in _signing_keys():
-        if key_id == raw[0] and hmac.compare_digest(
-            hmac.new(key, payload, hashlib.sha256).digest()[:MAC_LENGTH], mac
-        ):
+        if key_id == raw[0] and hmac.compare_digest(hmac.digest(key, payload, "sha256")[:MAC_LENGTH], mac):
             break
     else:
         return None

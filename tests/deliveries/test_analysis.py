@@ -46,7 +46,8 @@ def test_analysis_builds_one_message_per_distinct_recipient_with_exclusions():
     assert entry.actor == actor and entry.details["to_deliver"] == 4
 
 
-def test_analysis_creates_tracked_urls_including_opt_out_and_mirror():
+def test_analysis_creates_tracked_urls_including_opt_out_mirror_and_honeypot(settings):
+    settings.BEACON_PUBLIC_URL = "https://beacon.example.net"
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
 
     services.delivery_analyze(delivery_id=delivery.pk)
@@ -57,7 +58,22 @@ def test_analysis_creates_tracked_urls_including_opt_out_and_mirror():
         ("https://shop.example.com/sale", "Spring sale", 1, True, True),
         ("https://shop.example.com/blog", "Our blog", 2, True, False),
     ]
-    assert sorted(u.mode for u in urls if u.mode != TrackingMode.TRACKED) == [TrackingMode.MIRROR, TrackingMode.OPT_OUT]
+    assert sorted(u.mode for u in urls if u.mode != TrackingMode.TRACKED) == [
+        TrackingMode.HONEYPOT, TrackingMode.MIRROR, TrackingMode.OPT_OUT
+    ]
+    [honeypot] = [u for u in urls if u.mode == TrackingMode.HONEYPOT]
+    assert (honeypot.url, honeypot.label, honeypot.position, honeypot.in_html) == (
+        "https://beacon.example.net/", "Hidden honeypot link (machine clicks only)", None, True
+    )
+
+
+@pytest.mark.parametrize("content", [{"track_clicks": False}, {"html": "", "text": "Hi https://shop.example.com/"}])
+def test_no_honeypot_without_tracked_clicks_or_without_html(content):
+    delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])], **content)
+
+    services.delivery_analyze(delivery_id=delivery.pk)
+
+    assert not TrackedUrl.objects.filter(delivery=delivery, mode=TrackingMode.HONEYPOT).exists()
 
 
 def test_reanalysis_of_a_ready_delivery_rebuilds_the_log():
@@ -72,7 +88,7 @@ def test_reanalysis_of_a_ready_delivery_rebuilds_the_log():
     delivery.refresh_from_db()
     assert delivery.to_deliver == 3
     assert Message.objects.filter(delivery=delivery).count() == 3
-    assert TrackedUrl.objects.filter(delivery=delivery).count() == 4
+    assert TrackedUrl.objects.filter(delivery=delivery).count() == 5  # 2 links, opt-out, mirror, honeypot
 
 
 def test_template_error_is_reported_at_analysis_and_delivery_stays_draft():

@@ -154,7 +154,9 @@ def test_tracked_urls_list_and_edit(api_client):
     api_client.post(f"/api/deliveries/{delivery.pk}/analyze/")
 
     listed = api_client.get(f"/api/deliveries/{delivery.pk}/tracked-urls/").json()
-    assert listed["count"] == 4
+    assert listed["count"] == 5
+    [honeypot] = [url for url in listed["results"] if url["mode"] == TrackingMode.HONEYPOT]
+    assert honeypot["label"] == "Hidden honeypot link (machine clicks only)" and honeypot["position"] is None
     sale = TrackedUrl.objects.get(delivery=delivery, url="https://shop.example.com/sale")
     patched = api_client.patch(
         f"/api/deliveries/{delivery.pk}/tracked-urls/{sale.pk}/", {"label": "Sale", "category": "promo"}, format="json"

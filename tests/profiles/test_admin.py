@@ -24,6 +24,21 @@ def test_profile_admin_pages_and_opt_out_action(admin_client_logged):
     assert {profile.email_status for profile in Profile.objects.all()} == {EmailStatus.DENYLISTED}
 
 
+def test_profile_admin_links_to_the_profiles_tracking_tab(admin_client_logged):
+    profile = ProfileFactory()
+    tab = f'href="/admin/tracking/profiletracking/{profile.pk}/change/"'
+
+    listing = admin_client_logged.get("/admin/profiles/profile/").content.decode()
+    change_page = admin_client_logged.get(f"/admin/profiles/profile/{profile.pk}/change/").content.decode()
+    add_page = admin_client_logged.get("/admin/profiles/profile/add/").content.decode()
+
+    assert f"{tab}>Tracking</a>" in listing
+    assert f"{tab}>Tracking</a>" in change_page
+    assert "/change/\">Tracking</a>" not in add_page  # nothing to track before the profile exists
+    followed = admin_client_logged.get(f"/admin/tracking/profiletracking/{profile.pk}/change/")
+    assert followed.status_code == 200 and f"Tracking of {profile.email}" in followed.content.decode()
+
+
 def test_list_admin_csv_import(admin_client_logged):
     list_obj = ListFactory()
     page = admin_client_logged.get(f"/admin/profiles/list/{list_obj.pk}/change/")

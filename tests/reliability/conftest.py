@@ -1,12 +1,17 @@
+import os
 import shutil
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import OperationalError, connection, connections
 
 from tests.conftest import _service_missing
@@ -87,3 +92,124 @@ def database_down():
         refusal = OperationalError("unable to open database file")
         with mock.patch.object(connections["default"], "_cursor", side_effect=refusal):
             yield
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+class ConsumerProcesses:
+    """Stream consumers run as OS processes of their own (tests/reliability/consumer_process.py).
+
+    They open the test database by name. SQLite's test database lives in this process's memory, so it
+    is copied to a file for them before each start, and `sync()` copies their writes back.
+    """
+
+    def __init__(self, directory) -> None:
+        self.directory = directory
+        self.processes: list[subprocess.Popen] = []
+        in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
+        self.sqlite_file = directory / "test-database.sqlite3" if in_memory else None
+
+    def _database_name(self) -> str:
+        if self.sqlite_file is None:
+            return connection.settings_dict["NAME"]
+        connection.ensure_connection()
+        with closing(sqlite3.connect(self.sqlite_file)) as copy:
+            connection.connection.backup(copy)
+        return str(self.sqlite_file)
+
+    def sync(self) -> None:
+        """Makes what the processes stored visible to this one (a no-op on a shared database server)."""
+        if self.sqlite_file is not None:
+            with closing(sqlite3.connect(self.sqlite_file)) as copy:
+                copy.backup(connection.connection)
+
+    def start(self, name: str, *, killed_before_acknowledgement: bool = False, reclaim_idle_ms: int = 60_000,
+              batch_size: int = 1000) -> subprocess.Popen:
+        command = [sys.executable, "-m", "tests.reliability.consumer_process", "--database", self._database_name()]
+        if killed_before_acknowledgement:
+            command.append("--killed-before-acknowledgement")
+        command += ["--", "--consumer", name, "--batch-size", str(batch_size), "--block-ms", "100"]
+        env = dict(
+            os.environ,
+            BEACON_EVENT_REDIS_URL=settings.BEACON_EVENT_REDIS_URL,
+            BEACON_EVENT_STREAM=settings.BEACON_EVENT_STREAM,
+            BEACON_EVENT_GROUP=settings.BEACON_EVENT_GROUP,
+            BEACON_STREAM_RECLAIM_IDLE_MS=str(reclaim_idle_ms),
+            CELERY_TASK_ALWAYS_EAGER="true",
+            PGAPPNAME=f"consumer-{name}",  # names its PostgreSQL session
+        )
+        with open(self.directory / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        process.name = name
+        self.processes.append(process)
+        return process
+
+    def output(self, process: subprocess.Popen) -> str:
+        return (self.directory / f"{process.name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def consumer_processes(tmp_path):
+    processes = ConsumerProcesses(tmp_path)
+    yield processes
+    processes.stop()
+
+
+class DatabaseRestart:
+    """What a PostgreSQL restart does to the test database's clients, without touching the shared
+    server: every session is cut (pg_terminate_backend, as a shutdown does) and new connections are
+    refused (ALLOW_CONNECTIONS false) until `end()`."""
+
+    def __init__(self) -> None:
+        import psycopg2
+
+        params = connection.settings_dict
+        self.database = params["NAME"]
+        if not self.database.startswith("test_"):
+            raise RuntimeError(f"refusing to cut the sessions of {self.database}, not a test database")
+        self.admin = psycopg2.connect(
+            dbname="postgres", user=params["USER"], password=params["PASSWORD"], host=params["HOST"],
+            port=params["PORT"] or None,
+        )
+        self.admin.autocommit = True
+        self.down = False
+
+    def begin(self) -> list[str]:
+        """Returns the application names of the sessions cut."""
+        with self.admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false')
+            self.down = True
+            # The sessions are listed first and cut one by one by pid: nothing else on the server is touched.
+            cursor.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s", [self.database])
+            sessions = cursor.fetchall()
+            for pid, _ in sessions:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return sorted(name for _, name in sessions)
+
+    def end(self) -> None:
+        with self.admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true')
+        self.down = False
+
+
+@pytest.fixture
+def database_restart():
+    """PostgreSQL only (SQLite has no server to restart); required, never skipped, in CI."""
+    if connection.vendor != "postgresql":
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI runs on PostgreSQL (DATABASE_URL), which this test needs")
+        pytest.skip("needs PostgreSQL (DATABASE_URL): SQLite has no server to restart")
+    restart = DatabaseRestart()
+    yield restart
+    if restart.down:
+        restart.end()
+    restart.admin.close()

@@ -4,9 +4,12 @@ Run against the real Redis and PostgreSQL in CI (.ci/run). Redis is a private re
 the test (persisting like production must), so stopping it never disturbs the shared server.
 """
 import itertools
+import signal
+import time
 
 import pytest
-from django.db import DatabaseError
+import redis
+from django.db import DatabaseError, connection
 from django.test import Client
 
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
@@ -83,26 +86,46 @@ def test_redis_stopped_and_started_again_during_clicks(settings, private_redis, 
     assert stored_clicks() == stream.redirects
 
 
-def test_consumer_killed_between_insert_and_acknowledgement(settings, private_redis, click_paths, monkeypatch):
+def wait_until_drained(client: redis.Redis, stream: str, consumers, survivor, *, deadline_seconds: float = 60) -> None:
+    """Until the stream holds nothing: every entry stored and acknowledged (consumers XDEL what they XACK)."""
+    deadline = time.monotonic() + deadline_seconds
+    while client.xlen(stream):
+        if survivor.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the stream was not drained:\n{consumers.output(survivor)}")
+        time.sleep(0.05)
+
+
+def test_consumer_process_killed_between_commit_and_acknowledgement(
+    settings, private_redis, click_paths, consumer_processes
+):
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    client = redis.Redis.from_url(private_redis.url)
     stream = ClickStream(click_paths)
     stream.click(60)
 
-    def killed(*args):
-        raise SystemExit("consumer killed")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(ingest, "_acknowledge", killed)
-        with pytest.raises(SystemExit):
-            ingest.stream_consume_batch(consumer="doomed", batch_size=45)
+    doomed = consumer_processes.start("doomed", killed_before_acknowledgement=True, batch_size=45)
+    deadline = time.monotonic() + 60
+    while doomed.poll() is None:  # the clicks go on while it starts, stores its batch and dies
+        assert time.monotonic() < deadline, consumer_processes.output(doomed)
+        stream.click(1)
+    assert doomed.returncode == -signal.SIGKILL, consumer_processes.output(doomed)
+    consumer_processes.sync()
     assert stored_clicks() == 45
+    pending = client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)
+    assert pending["pending"] == 45 and pending["consumers"] == [{"name": b"doomed", "pending": 45}]
     stream.click(30)
 
-    drain("survivor")
+    # A fresh consumer process reclaims the dead one's pending entries (XAUTOCLAIM) once idle 200 ms.
+    survivor = consumer_processes.start("survivor", reclaim_idle_ms=200, batch_size=50)
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, survivor)
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=30) == 0, consumer_processes.output(survivor)
+    consumer_processes.sync()
 
-    assert stream.redirects == 90
+    assert stream.redirects > 90 and stream.refused == 0
     assert stored_clicks() == stream.redirects
     assert TrackingEvent.objects.values("event_id").distinct().count() == stream.redirects
+    assert client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)["pending"] == 0
 
 
 def test_database_down_without_redis_spools_then_replays(settings, click_paths):
@@ -141,3 +164,33 @@ def test_database_down_with_redis_keeps_events_pending_until_it_returns(settings
     drain()
     assert stream.redirects == len(click_paths) + 30
     assert stored_clicks() == stream.redirects
+
+
+def test_database_restarted_while_a_consumer_process_runs(
+    settings, private_redis, click_paths, consumer_processes, database_restart
+):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    client = redis.Redis.from_url(private_redis.url)
+    stream = ClickStream(click_paths)
+    stream.click(len(click_paths))  # every link clicked once: the handlers' lookups are cached
+    consumer = consumer_processes.start("steady", batch_size=20)
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, consumer)
+
+    assert "consumer-steady" in database_restart.begin()
+    deadline = time.monotonic() + 60
+    while "retrying" not in consumer_processes.output(consumer):  # clicks go on; the consumer's inserts fail
+        assert consumer.poll() is None and time.monotonic() < deadline, consumer_processes.output(consumer)
+        stream.click(1)
+    stream.click(20)
+    database_restart.end()
+    # The web process's dead connection: Django drops it at the end of a request (close_old_connections),
+    # which the test client does not do.
+    connection.close()
+    stream.click(20)
+
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, consumer)
+    consumer.send_signal(signal.SIGTERM)
+    assert consumer.wait(timeout=30) == 0, consumer_processes.output(consumer)
+    assert stream.refused == 0
+    assert stored_clicks() == stream.redirects
+    assert client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)["pending"] == 0

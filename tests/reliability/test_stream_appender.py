@@ -39,3 +39,34 @@ def test_redis_py_appender_for_other_urls(redis_url):
     client = redis.Redis.from_url(redis_url)
     RedisPyAppender(client, "events").append(b'{"id":"3"}')
     assert client.xlen("events") == 1
+
+
+def test_work_meanwhile_runs_once_between_sending_and_reading_even_across_a_reconnection(private_redis):
+    appender = StreamAppender(f"redis://127.0.0.1:{private_redis.port}/0", "events")
+    client = redis.Redis(port=private_redis.port)
+    seen_by_meanwhile = []
+    appender.append(b'{"id":"1"}', lambda: seen_by_meanwhile.append("first"))
+    assert seen_by_meanwhile == ["first"] and client.xlen("events") == 1
+
+    private_redis.stop()
+    private_redis.start()
+    client = redis.Redis(port=private_redis.port)
+    appender.append(b'{"id":"2"}', lambda: seen_by_meanwhile.append("second"))
+    assert seen_by_meanwhile == ["first", "second"]
+    assert [fields[b"e"] for _, fields in client.xrange("events")] == [b'{"id":"1"}', b'{"id":"2"}']
+
+
+def test_a_failing_meanwhile_drops_the_socket_whose_answer_it_left_unread(private_redis):
+    appender = StreamAppender(f"redis://127.0.0.1:{private_redis.port}/0", "events")
+    client = redis.Redis(port=private_redis.port)
+    appender.append(b'{"id":"1"}')
+    connected = len(client.client_list())
+
+    def broken() -> None:
+        raise RuntimeError("answer could not be built")
+
+    with pytest.raises(RuntimeError):
+        appender.append(b'{"id":"2"}', broken)
+    assert len(client.client_list()) == connected - 1
+    appender.append(b'{"id":"3"}')
+    assert [fields[b"e"] for _, fields in client.xrange("events")] == [b'{"id":"1"}', b'{"id":"2"}', b'{"id":"3"}']

@@ -225,3 +225,18 @@ def test_concurrent_runs_count_each_event_once():
     assert errors == []
     rollup = DeliveryRollup.objects.get(delivery=message.delivery, humans_only=False)
     assert (rollup.opens, rollup.distinct_opens) == (300, 1)
+
+
+def test_recompute_counts_events_not_yet_consolidated_once(db):
+    message = MessageFactory()
+    base = 20_000_000
+    make_event(message, EventType.OPEN, pk=base + 1)
+    make_event(message, EventType.OPEN, pk=base + 3)  # base + 2 not committed yet: a gap
+    events_consolidate()
+    make_event(message, EventType.OPEN, pk=base + 2)  # the late commit, in the gap
+    make_event(message, EventType.OPEN, pk=base + 4)  # past the pointer
+    delivery_recompute(delivery_id=message.delivery_id)
+    assert opens_of(message.delivery, humans_only=False).opens == 4
+    assert events_consolidate() == 0
+    assert opens_of(message.delivery, humans_only=False).opens == 4
+    assert not ConsolidationGap.objects.filter(first_id__lte=base + 2, last_id__gte=base + 2).exists()

@@ -2,6 +2,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from bs4 import BeautifulSoup
 from django.core import mail
 from django.utils import timezone
 
@@ -41,11 +42,15 @@ def sent_email(settings, django_capture_on_commit_callbacks):
         delivery_services.delivery_send(delivery_id=delivery.pk)
     [email] = mail.outbox
     html = email.alternatives[0][0] if getattr(email, "alternatives", None) else email.body
+    [honeypot] = BeautifulSoup(html, "html.parser").find_all("a", attrs={"aria-hidden": "true"})
     links: dict[str, list[str]] = {}
     for url in re.findall(r'(?:href|src)="([^"]+)"', html):
-        if url.startswith(PUBLIC):
+        if url.startswith(PUBLIC) and url != honeypot["href"]:
             path = url[len(PUBLIC):]
             links.setdefault(path[1], []).append(path)
     message = Message.objects.get(delivery=delivery, profile=profile)
     Message.objects.filter(pk=message.pk).update(sent_at=timezone.now() - timedelta(hours=1))
-    return {"message": message, "profile": profile, "delivery": delivery, "links": links, "email": email}
+    return {
+        "message": message, "profile": profile, "delivery": delivery, "links": links, "email": email, "html": html,
+        "honeypot": honeypot,
+    }

@@ -74,8 +74,10 @@ def test_consumer_keeps_entries_when_the_database_fails(client, stream, click_pa
         patched.setattr(ingest, "events_store", database_down)
         with pytest.raises(OperationalError):
             ingest.stream_consume_batch(consumer="c1")
-    assert ingest.stream_consume_batch(consumer="c1", reclaim_idle_ms=0) == 1
+    # Its own failed batch is retried first, without waiting for the reclaim idle time.
+    assert ingest.stream_consume_batch(consumer="c1", block_ms=10) == 1
     assert TrackingEvent.objects.count() == 1
+    assert stream.xpending("beacon:events", "beacon-ingest")["pending"] == 0
 
 
 def test_malformed_entries_are_dropped_and_acknowledged(stream):

@@ -2,24 +2,32 @@
 
 Demo data: 50 profiles (a few text-only, one denylisted, one quarantined), a list, and a delivery
 analyzed and sent through the real services. The demo send goes to Django's in-memory backend, so
-the console is not flooded with 50 emails and nothing leaves the machine.
+the console is not flooded with 50 emails and nothing leaves the machine. The send is then backdated
+by three days (a demo-data step), its recipients' activity over the following hours is made through
+the tracking endpoints (`tracking.demo`), and the reports are consolidated at once.
 """
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.db.models import F
 from django.test.utils import override_settings
 
 from deliveries import services
-from deliveries.models import Delivery
+from deliveries.models import Delivery, DeliveryAuditEntry, Message
 from profiles.models import EmailFormat, EmailStatus, List, ListMembership, Profile
+from reporting.services import reports_refresh
 from tracking.demo import demo_tracking_activity
 
 LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEMO_LIST = "Demo newsletter"
 DEMO_DELIVERY = "Demo: spring newsletter"
+# How long ago the demo delivery was created and sent: its statistics over time span the days since.
+DEMO_SENT_AGO = timedelta(days=3)
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger"]
 LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Dijkstra"]
 CITIES = ["Paris", "Lyon", "Berlin", "Madrid", "Oslo"]
@@ -104,9 +112,26 @@ class Command(BaseCommand):
                 delivery_id=delivery.pk, task_id="beacon-demo", connection=get_connection(LOCMEM_BACKEND)
             ):
                 pass
-        delivery.refresh_from_db()
+        self._backdate(delivery.pk, DEMO_SENT_AGO)
         demo_tracking_activity(delivery_id=delivery.pk)
+        reports_refresh()
+        delivery.refresh_from_db()
         self.stdout.write(
             f"Demo delivery '{delivery.label}': {delivery.status}, {delivery.success} sent, "
             f"{sum(delivery.excluded_by_cause.values())} excluded."
         )
+
+    @staticmethod
+    @transaction.atomic
+    def _backdate(delivery_id: int, by: timedelta) -> None:
+        """Demo-data step: the delivery as if created, analyzed and sent `by` ago."""
+        Delivery.objects.filter(pk=delivery_id).update(
+            created_at=F("created_at") - by,
+            analyzed_at=F("analyzed_at") - by,
+            sending_started_at=F("sending_started_at") - by,
+            finished_at=F("finished_at") - by,
+        )
+        Message.objects.filter(delivery_id=delivery_id).update(
+            created_at=F("created_at") - by, claimed_at=F("claimed_at") - by, sent_at=F("sent_at") - by
+        )
+        DeliveryAuditEntry.objects.filter(delivery_id=delivery_id).update(at=F("at") - by)
