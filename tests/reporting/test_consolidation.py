@@ -240,3 +240,19 @@ def test_recompute_counts_events_not_yet_consolidated_once(db):
     assert events_consolidate() == 0
     assert opens_of(message.delivery, humans_only=False).opens == 4
     assert not ConsolidationGap.objects.filter(first_id__lte=base + 2, last_id__gte=base + 2).exists()
+
+
+def test_recompute_leaves_an_event_in_a_gap_to_the_next_run(db, monkeypatch):
+    message = MessageFactory()
+    base = 30_000_000
+    make_event(message, EventType.OPEN, pk=base + 1)
+    make_event(message, EventType.OPEN, pk=base + 3)  # base + 2 not committed yet: a gap
+    events_consolidate()
+    # Committed while the recompute runs, after the consolidation it starts with.
+    make_event(message, EventType.OPEN, pk=base + 2)
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "_consolidate_batch", lambda state, batch_size: (0, False))
+        delivery_recompute(delivery_id=message.delivery_id)
+    assert opens_of(message.delivery, humans_only=False).opens == 2
+    assert events_consolidate() == 1
+    assert opens_of(message.delivery, humans_only=False).opens == 3
