@@ -4,8 +4,7 @@ A recompute inserts a row per message, link and person of the delivery, and ever
 thousands, so each index and each constraint check counts: the natural key (leading with the delivery, so it
 also serves a recompute's delete) becomes the primary key and the only index; the surrogate `id`, the separate
 unique constraints and delivery indexes go, and so does the database constraint on `delivery` (Django still
-deletes the rows with their delivery). Per-message open and click counts go too: no report reads them, and
-keeping them meant rewriting every message row a batch touches. Django cannot migrate a table to a composite primary key in place, so
+deletes the rows with their delivery). Django cannot migrate a table to a composite primary key in place, so
 each table is rebuilt: created under a new name, filled from the old one, which is dropped, and renamed.
 """
 import django.db.models.deletion
@@ -14,8 +13,8 @@ from django.db import migrations, models
 # The columns of each table, copied into the rebuilt one.
 COLUMNS = {
     "MessageRollup": (
-        "message_id", "delivery_id", "domain", "first_open_at", "first_human_open_at", "first_click_at",
-        "first_human_click_at",
+        "message_id", "delivery_id", "domain", "opens", "human_opens", "clicks", "human_clicks", "first_open_at",
+        "first_human_open_at", "first_click_at", "first_human_click_at",
     ),
     "MessageLinkRollup": ("message_id", "tracked_url_id", "delivery_id", "first_click_at", "first_human_click_at"),
     "PersonRollup": ("delivery_id", "person_key", "domain", "human_domain"),
@@ -26,15 +25,10 @@ def _table(model_name: str) -> str:
     return f"reporting_{model_name.lower()}"
 
 
-# Columns the rebuilt tables no longer have: 0 when migrating backwards (a recompute gives them back).
-DROPPED = {"MessageRollup": ("opens", "human_opens", "clicks", "human_clicks")}
-
-
-def copy_rows(source: str, target: str, columns: tuple[str, ...], zeros: tuple[str, ...] = ()):
+def copy_rows(source: str, target: str, columns: tuple[str, ...]):
     def run(apps, schema_editor):
-        names = ", ".join((*columns, *zeros))
-        values = ", ".join((*columns, *("0" for _ in zeros)))
-        schema_editor.execute(f"INSERT INTO {_table(target)} ({names}) SELECT {values} FROM {_table(source)}")
+        names = ", ".join(columns)
+        schema_editor.execute(f"INSERT INTO {_table(target)} ({names}) SELECT {names} FROM {_table(source)}")
 
     return run
 
@@ -68,6 +62,10 @@ NEW_FIELDS = {
         ("message_id", models.BigIntegerField()),
         ("delivery", delivery_field()),
         ("domain", models.CharField(max_length=255)),
+        ("opens", models.BigIntegerField(default=0)),
+        ("human_opens", models.BigIntegerField(default=0)),
+        ("clicks", models.BigIntegerField(default=0)),
+        ("human_clicks", models.BigIntegerField(default=0)),
         ("first_open_at", models.DateTimeField(null=True)),
         ("first_human_open_at", models.DateTimeField(null=True)),
         ("first_click_at", models.DateTimeField(null=True)),
@@ -96,9 +94,7 @@ def rebuild(model_name: str) -> list:
     columns = COLUMNS[model_name]
     return [
         migrations.CreateModel(name=keyed, fields=NEW_FIELDS[model_name]),
-        migrations.RunPython(
-            copy_rows(model_name, keyed, columns), copy_rows(keyed, model_name, columns, DROPPED.get(model_name, ()))
-        ),
+        migrations.RunPython(copy_rows(model_name, keyed, columns), copy_rows(keyed, model_name, columns)),
         migrations.DeleteModel(name=model_name),
         migrations.RenameModel(old_name=keyed, new_name=model_name),
     ]
