@@ -309,7 +309,8 @@ def write_results(text: str) -> None:
     section = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
     if SECTION_START in current:
         head, rest = current.split(SECTION_START, 1)
-        current = head + section + rest.split(SECTION_END, 1)[1].lstrip("\n")
+        following = rest.split(SECTION_END, 1)[1].lstrip("\n")
+        current = head + section + ("\n" + following if following else "")
     else:
         current = current.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(current)
