@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from tracking import lookups, machine
+from tracking.randomness import random_bytes
 from tracking.lookups import TTLCache
 from tracking.stream import StreamAppender, StreamUnavailable
 from tracking.models import EventType, TrackingEvent, UserAgent
@@ -63,7 +64,7 @@ class EventNotStored(Exception):
 def new_event_id(now: float) -> str:
     """A UUIDv7-style id (millisecond time first, then random bits): time-ordered ids keep inserts
     into the unique index on event_id near its right edge instead of all over the tree."""
-    value = (int(now * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (int(now * 1000) << 80) | int.from_bytes(random_bytes(10), "big")
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
     return f"{value:032x}"

@@ -9,7 +9,6 @@ import functools
 import ipaddress
 import json
 import logging
-import os
 import socket
 from collections.abc import Callable
 from http.cookies import Morsel
@@ -25,6 +24,7 @@ from django.views.decorators.http import require_http_methods
 from tracking import lookups, machine
 from tracking.ingest import EventNotStored, event_payload, event_submit
 from tracking.models import EventType, TrackingMode
+from tracking.randomness import random_bytes
 from tracking.tokens import Purpose, read_token
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _browser_id(request: HttpRequest) -> tuple[str, bool]:
     value = request.COOKIES.get(BROWSER_COOKIE, "")
     if len(value) == 32 and all(char in "0123456789abcdef" for char in value):
         return value, False
-    return os.urandom(16).hex(), True
+    return random_bytes(16).hex(), True
 
 
 def _known_browser_id(request: HttpRequest) -> str:

@@ -1,6 +1,10 @@
+import socket
+import threading
+
 import pytest
 import redis
 
+from tracking import stream
 from tracking.ingest import RedisPyAppender
 from tracking.stream import StreamAppender, StreamUnavailable
 
@@ -70,3 +74,29 @@ def test_a_failing_meanwhile_drops_the_socket_whose_answer_it_left_unread(privat
     assert len(client.client_list()) == connected - 1
     appender.append(b'{"id":"3"}')
     assert [fields[b"e"] for _, fields in client.xrange("events")] == [b'{"id":"1"}', b'{"id":"2"}', b'{"id":"3"}']
+
+
+def test_a_server_that_never_answers_fails_the_append_after_the_time_limit(monkeypatch):
+    monkeypatch.setattr(stream, "IO_TIMEOUT", 0.2)
+    silent = socket.create_server(("127.0.0.1", 0))
+    appender = StreamAppender(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "events")
+    outcome = []
+
+    def append() -> None:
+        try:
+            appender.append(b'{"id":"1"}')
+        except StreamUnavailable as error:
+            outcome.append(error)
+
+    # In a thread, so that a missing time limit fails the test instead of hanging it.
+    appending = threading.Thread(target=append, daemon=True)
+    appending.start()
+    accepted, _ = silent.accept()
+    try:
+        appending.join(timeout=10)
+        assert not appending.is_alive() and len(outcome) == 1
+        # The command reached the server whole: only the answer was missing.
+        assert accepted.recv(4096).startswith(b"*5\r\n$4\r\nXADD\r\n")
+    finally:
+        accepted.close()
+        silent.close()
