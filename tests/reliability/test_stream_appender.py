@@ -1,5 +1,6 @@
 import socket
 import threading
+import time
 
 import pytest
 import redis
@@ -100,3 +101,30 @@ def test_a_server_that_never_answers_fails_the_append_after_the_time_limit(monke
     finally:
         accepted.close()
         silent.close()
+
+
+def test_an_answer_that_comes_late_and_in_pieces_is_waited_for():
+    server = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def answer_slowly() -> None:
+        connection, _ = server.accept()
+        with connection:
+            while not received.endswith(b'{"id":"1"}\r\n'):
+                received.extend(connection.recv(4096))
+            time.sleep(0.05)
+            connection.sendall(b"$15\r\n17954465")
+            time.sleep(0.01)
+            connection.sendall(b"48396-0\r\n")
+            connection.recv(1)  # until the appender hangs up
+
+    answering = threading.Thread(target=answer_slowly, daemon=True)
+    answering.start()
+    appender = StreamAppender(f"redis://127.0.0.1:{server.getsockname()[1]}/0", "events")
+    try:
+        appender.append(b'{"id":"1"}')
+        assert received.startswith(b"*5\r\n$4\r\nXADD\r\n$6\r\nevents\r\n")
+    finally:
+        appender.close()
+        answering.join(timeout=5)
+        server.close()
