@@ -40,10 +40,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from tracking import lookups, machine
-from tracking.randomness import random_bytes
 from tracking.lookups import TTLCache
-from tracking.stream import StreamAppender, StreamUnavailable
 from tracking.models import EventType, TrackingEvent, UserAgent
+from tracking.randomness import random_bytes
+from tracking.stream import StreamAppender, StreamUnavailable
 
 logger = logging.getLogger(__name__)
 
