@@ -41,13 +41,14 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        # Closed at once: tests count the server's clients, and this one must not linger until collected.
+        with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
+            for _ in range(100):
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
         raise RuntimeError("private redis-server did not start")
 
     def stop(self) -> None:
