@@ -1,8 +1,9 @@
-"""The handlers' XADD: one persistent socket per process and thread, speaking RESP directly.
+"""XADD to the event stream: one persistent socket per process and thread, speaking RESP directly.
 
-A click's only hand-off is this one command, so it is written without a client library's per-call
-machinery (connection pool, retry wrapper, response callbacks), which costs more CPU than the rest
-of the click. Anything unexpected raises ``StreamUnavailable`` and the caller falls back to the
+The journal's shipper sends its batches here (``append_many``, one round trip), and so does a handler
+without a journal (``append``, one synchronous XADD per event: a click's only hand-off). So it is
+written without a client library's per-call machinery (connection pool, retry wrapper, response
+callbacks), which costs more CPU than the rest of a click. Anything unexpected raises ``StreamUnavailable`` and the caller falls back to the
 database; the consumer side uses redis-py.
 
 Once connected, the socket is blocking, with its time limits kept by the kernel (SO_SNDTIMEO,
@@ -84,16 +85,27 @@ class StreamAppender:
         line, _, rest = bytes(buffer).partition(b"\r\n")
         return line, bytearray(rest)
 
-    def _read_reply(self, sock: socket.socket) -> None:
-        line, rest = self._read_line(sock, bytearray())
-        if not line.startswith(b"$"):
-            raise StreamUnavailable(line.decode(errors="replace"))
-        length = int(line[1:])
-        while len(rest) < length + 2:
-            chunk = sock.recv(4096)
+    @staticmethod
+    def _read_replies(sock: socket.socket, count: int) -> None:
+        """Reads `count` XADD answers, each the new entry's id (a bulk string)."""
+        buffer = b""
+        position = 0
+        while count:
+            end = buffer.find(b"\r\n", position)
+            if end >= 0:
+                line = buffer[position:end]
+                if not line.startswith(b"$"):
+                    raise StreamUnavailable(line.decode(errors="replace"))
+                after = end + 2 + int(line[1:]) + 2
+                if after <= len(buffer):
+                    position = after
+                    count -= 1
+                    continue
+            chunk = sock.recv(65536)
             if not chunk:
                 raise StreamUnavailable("connection closed by Redis")
-            rest += chunk
+            buffer = buffer[position:] + chunk
+            position = 0
 
     def _failed(self, error: Exception, *, last_try: bool) -> None:
         self.close()
@@ -106,7 +118,15 @@ class StreamAppender:
         `meanwhile` runs once, after the command is sent and before its answer is read: the caller's
         own work overlaps Redis's, and the answer is usually there when it is read, without a wait.
         """
-        command = _command(b"XADD", self.stream, b"*", b"e", payload)
+        self._round_trip(_command(b"XADD", self.stream, b"*", b"e", payload), 1, meanwhile)
+
+    def append_many(self, payloads: list[bytes]) -> None:
+        """XADD each payload, in order and in one round trip; raises StreamUnavailable unless Redis
+        answered every one with its entry id (some may have been added even then)."""
+        commands = b"".join(_command(b"XADD", self.stream, b"*", b"e", payload) for payload in payloads)
+        self._round_trip(commands, len(payloads), None)
+
+    def _round_trip(self, commands: bytes, replies: int, meanwhile: Callable[[], object] | None) -> None:
         for attempt in (1, 2):
             sock = getattr(self._local, "sock", None)
             # A socket kept from an earlier request may have died with a Redis restart: one fresh try.
@@ -115,7 +135,7 @@ class StreamAppender:
             try:
                 if sock is None:
                     sock = self._local.sock = self._connect()
-                sock.sendall(command)
+                sock.sendall(commands)
             except (OSError, ValueError, StreamUnavailable) as error:
                 self._failed(error, last_try=last_try)
                 continue
@@ -127,7 +147,7 @@ class StreamAppender:
                     raise
                 meanwhile = None
             try:
-                self._read_reply(sock)
+                self._read_replies(sock, replies)
                 return
             except (OSError, ValueError, StreamUnavailable) as error:
                 self._failed(error, last_try=last_try)

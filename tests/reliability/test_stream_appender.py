@@ -128,3 +128,29 @@ def test_an_answer_that_comes_late_and_in_pieces_is_waited_for():
         appender.close()
         answering.join(timeout=5)
         server.close()
+
+
+@pytest.mark.parametrize("make_appender", ["resp", "redis-py"])
+def test_append_many_adds_a_large_batch_in_order_in_one_round_trip(private_redis, make_appender):
+    url = f"redis://127.0.0.1:{private_redis.port}/0"
+    appender = StreamAppender(url, "events") if make_appender == "resp" else RedisPyAppender(redis.Redis.from_url(url), "events")
+    payloads = [b'{"id":"%d","ua":"%s"}' % (number, b"x" * (number % 300)) for number in range(5000)]
+    appender.append_many(payloads)
+    client = redis.Redis(port=private_redis.port)
+    assert [fields[b"e"] for _, fields in client.xrange("events")] == payloads
+    # The socket is in step afterwards: the next batch reads its own answers.
+    appender.append_many([b'{"id":"last"}'])
+    assert client.xlen("events") == 5001
+
+
+def test_append_many_fails_if_any_entry_is_refused_and_the_next_batch_starts_in_step(private_redis):
+    appender = StreamAppender(f"redis://127.0.0.1:{private_redis.port}/0", "events")
+    client = redis.Redis(port=private_redis.port)
+    appender.append_many([b'{"id":"0"}'])
+    client.delete("events")
+    client.set("events", "not a stream")
+    with pytest.raises(StreamUnavailable, match="WRONGTYPE"):
+        appender.append_many([b'{"id":"1"}', b'{"id":"2"}', b'{"id":"3"}'])
+    client.delete("events")
+    appender.append_many([b'{"id":"4"}', b'{"id":"5"}'])
+    assert [fields[b"e"] for _, fields in client.xrange("events")] == [b'{"id":"4"}', b'{"id":"5"}']
