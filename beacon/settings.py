@@ -191,6 +191,11 @@ LOGGING = {
 BEACON_EVENT_REDIS_URL = os.environ.get("BEACON_EVENT_REDIS_URL", REDIS_URL)
 BEACON_EVENT_STREAM = os.environ.get("BEACON_EVENT_STREAM", "beacon:events")
 BEACON_EVENT_GROUP = os.environ.get("BEACON_EVENT_GROUP", "beacon-ingest")
+# With Redis, handlers write each event to their process's journal in BEACON_SPOOL_DIR (one write(),
+# no wait on Redis) and a thread ships it onto the stream every BEACON_EVENT_JOURNAL_SHIP_MS; false:
+# one synchronous XADD per event (for web machines without a persistent local disk).
+BEACON_EVENT_JOURNAL = env_bool("BEACON_EVENT_JOURNAL", default=True)
+BEACON_EVENT_JOURNAL_SHIP_MS = int(os.environ.get("BEACON_EVENT_JOURNAL_SHIP_MS", "200"))
 # Pending stream entries idle this long belong to a dead consumer and are reclaimed by a live one.
 BEACON_STREAM_RECLAIM_IDLE_MS = int(os.environ.get("BEACON_STREAM_RECLAIM_IDLE_MS", "60000"))
 BEACON_MACHINE_CLICK_SECONDS = int(os.environ.get("BEACON_MACHINE_CLICK_SECONDS", "10"))

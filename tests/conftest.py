@@ -47,11 +47,13 @@ def api_client(user) -> APIClient:
 
 @pytest.fixture(autouse=True)
 def _tracking_direct_and_fresh(settings):
-    """Tracking events are written directly (tests that test the stream point it at their own Redis),
-    and tracking's per-process caches start empty: tests roll rows back, so ids get reused."""
+    """Tracking events are written directly (tests that test the stream point it at their own Redis,
+    and those of the journal turn it on), and tracking's per-process caches start empty: tests roll
+    rows back, so ids get reused."""
     from tracking.ingest import reset_process_state
 
     settings.BEACON_EVENT_REDIS_URL = ""
+    settings.BEACON_EVENT_JOURNAL = False
     reset_process_state()
     yield
     reset_process_state()

@@ -3,23 +3,31 @@
 An event is a small dict of plain values (see ``event_payload``), built by the handler. ``event_submit``
 hands it on, in this order of preference:
 
-1. with ``BEACON_EVENT_REDIS_URL`` (by default ``REDIS_URL``), XADD to the stream ``BEACON_EVENT_STREAM``; a consumer (``stream_consume``,
-   run by the Celery task ``tracking.consume_events`` or ``manage.py tracking_consume``) reads batches
-   in a consumer group, inserts them in one statement, commits, then XACKs (and XDELs) them; a batch
-   whose insert failed is retried by its consumer first thing, and entries a dead consumer left pending
-   are reclaimed with XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
-2. without Redis, or when Redis cannot be reached, a direct insert into the database;
-3. when the database cannot be reached either, one JSON line appended and fsync'd to a spool file in
+1. with ``BEACON_EVENT_REDIS_URL`` (by default ``REDIS_URL``) and ``BEACON_EVENT_JOURNAL`` (the default),
+   one line written to the process's journal (``tracking.journal``) in ``BEACON_SPOOL_DIR``; a thread
+   ships the lines every ``BEACON_EVENT_JOURNAL_SHIP_MS`` onto the stream in one pipelined round trip,
+   else (Redis down) into the database in one insert, else keeps them for ``spool_replay``, which also
+   takes the journals of processes that died before shipping;
+2. with Redis but no journal (or a journal that cannot be written), XADD to the stream
+   ``BEACON_EVENT_STREAM``. Either way a consumer (``stream_consume``, run by the Celery task
+   ``tracking.consume_events`` or ``manage.py tracking_consume``) reads batches in a consumer group,
+   inserts them in one statement, commits, then XACKs (and XDELs) them; a batch whose insert failed is
+   retried by its consumer first thing, and entries a dead consumer left pending are reclaimed with
+   XAUTOCLAIM after ``BEACON_STREAM_RECLAIM_IDLE_MS``;
+3. without Redis, or when Redis cannot be reached, a direct insert into the database;
+4. when the database cannot be reached either, one JSON line appended and fsync'd to a spool file in
    ``BEACON_SPOOL_DIR``, replayed later by ``spool_replay`` (task ``tracking.replay_spool``).
 
-Only if all three fail does ``event_submit`` raise ``EventNotStored``, and the handler answers 503
-instead of acknowledging. Every insert is ``ON CONFLICT (event_id) DO NOTHING``, so a batch delivered
-twice (a consumer killed between commit and XACK, a spool replayed twice) is stored once.
+Only if all fail does ``event_submit`` raise ``EventNotStored``, and the handler answers 503 instead
+of acknowledging. Every insert is ``ON CONFLICT (event_id) DO NOTHING``, so a batch delivered twice (a
+consumer killed between commit and XACK, a journal or spool replayed twice) is stored once.
 
 For the stream to keep what it acknowledged across a Redis restart, Redis must persist it
-(``appendonly yes``; ``appendfsync always`` for no loss at all on a power cut).
+(``appendonly yes``). On a power cut, ``appendfsync everysec`` loses up to about a second, and the
+journal what it had not shipped (one interval); for no loss at all, ``appendfsync always`` and no journal.
 """
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -40,6 +48,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from tracking import lookups, machine
+from tracking.journal import REPLAY_SUFFIX, EventJournal, take_orphaned_segments
 from tracking.lookups import TTLCache
 from tracking.models import EventType, TrackingEvent, UserAgent
 from tracking.randomness import random_bytes
@@ -53,7 +62,6 @@ MAX_PAGE_URL_LENGTH = 2000
 REDIS_RETRY_SECONDS = 1.0
 STREAM_FIELD = b"e"
 SPOOL_SUFFIX = ".jsonl"
-REPLAY_SUFFIX = ".replay"
 STORE_BATCH_SIZE = 2000
 
 
@@ -135,18 +143,24 @@ class RedisPyAppender:
         if meanwhile is not None:
             meanwhile()
 
+    def append_many(self, payloads: list[bytes]) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        for payload in payloads:
+            pipeline.xadd(self.stream, {STREAM_FIELD: payload})
+        pipeline.execute()
+
 
 _appenders: dict[tuple[str, str], StreamAppender | RedisPyAppender] = {}
 
 
-def _appender(url: str) -> StreamAppender | RedisPyAppender:
-    key = (url, settings.BEACON_EVENT_STREAM)
+def _appender(url: str, stream: str) -> StreamAppender | RedisPyAppender:
+    key = (url, stream)
     appender = _appenders.get(key)
     if appender is None:
         if url.startswith(("redis://", "unix://")):
-            appender = StreamAppender(url, settings.BEACON_EVENT_STREAM)
+            appender = StreamAppender(url, stream)
         else:
-            appender = RedisPyAppender(redis_client(), settings.BEACON_EVENT_STREAM)
+            appender = RedisPyAppender(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5), stream)
         _appenders[key] = appender
     return appender
 
@@ -170,12 +184,63 @@ def _stream_append(event: dict, meanwhile: _Once) -> bool:
     if not url or time.monotonic() < _redis_down_until:
         return False
     try:
-        _appender(url).append(_encode_event(event).encode(), meanwhile)
+        _appender(url, settings.BEACON_EVENT_STREAM).append(_encode_event(event).encode(), meanwhile)
     except (StreamUnavailable, redis.RedisError):
         logger.warning("Redis unavailable; writing tracking events directly", exc_info=True)
         _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         return False
     return True
+
+
+def _journal_ship(url: str, stream: str, lines: list[bytes]) -> None:
+    """Ships journaled events: onto the stream, else (Redis down) into the database, in one batch
+    either way; raises if neither took them, and the journal keeps them for replay."""
+    global _redis_down_until
+    if time.monotonic() >= _redis_down_until:
+        try:
+            _appender(url, stream).append_many([line.rstrip(b"\n") for line in lines])
+            return
+        except (StreamUnavailable, redis.RedisError):
+            logger.warning("Redis unavailable; writing journaled tracking events directly", exc_info=True)
+            _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+    try:
+        events_store([json.loads(line) for line in lines])
+    except DatabaseError:
+        connection.close()  # a connection that failed stays failed: the next batch connects afresh
+        raise
+
+
+_journals: dict[tuple[str, str, str], EventJournal] = {}
+_journal_down_until = 0.0
+
+
+def _journal_append(event: dict) -> bool:
+    """Writes the event to this process's journal (see tracking.journal), if Redis takes events."""
+    global _journal_down_until
+    url = settings.BEACON_EVENT_REDIS_URL
+    if not url or not settings.BEACON_EVENT_JOURNAL or time.monotonic() < _journal_down_until:
+        return False
+    key = (str(settings.BEACON_SPOOL_DIR), url, settings.BEACON_EVENT_STREAM)
+    journal = _journals.get(key)
+    if journal is None:
+        journal = _journals[key] = EventJournal(
+            settings.BEACON_SPOOL_DIR,
+            functools.partial(_journal_ship, url, settings.BEACON_EVENT_STREAM),
+            interval=settings.BEACON_EVENT_JOURNAL_SHIP_MS / 1000,
+        )
+    try:
+        journal.append(_encode_event(event).encode() + b"\n")
+    except OSError:
+        logger.warning("Event journal unavailable; handing tracking events to Redis directly", exc_info=True)
+        _journal_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        return False
+    return True
+
+
+def journals_flush() -> None:
+    """Ships what this process's journals hold now (tests; the shipper thread does it on its own)."""
+    for journal in list(_journals.values()):
+        journal.flush()
 
 
 def event_submit(event: dict, meanwhile: Callable[[], T] | None = None) -> T | None:
@@ -185,7 +250,7 @@ def event_submit(event: dict, meanwhile: Callable[[], T] | None = None) -> T | N
     returned once the event is stored: the handler's work overlaps the round trip.
     """
     answer = _Once(meanwhile)
-    if _stream_append(event, answer):
+    if _journal_append(event) or _stream_append(event, answer):
         return answer()
     try:
         events_store([event])
@@ -206,11 +271,12 @@ _user_agent_ids = TTLCache(maxsize=20_000, ttl=3600.0)
 
 
 def reset_process_state() -> None:
-    """Forgets every per-process cache and the Redis back-off (tests roll rows back between runs)."""
-    global _redis_down_until
+    """Forgets every per-process cache and back-off, and the journals (tests roll rows back between runs)."""
+    global _redis_down_until, _journal_down_until
     lookups.clear_caches()
     _user_agent_ids.clear()
-    _redis_down_until = 0.0
+    _redis_down_until = _journal_down_until = 0.0
+    _journals.clear()
 
 
 def _digest(raw: str) -> str:
@@ -561,6 +627,7 @@ def spool_append(events: list[dict]) -> None:
 def spool_replay() -> int:
     """Stores every spooled event (idempotent by event id); returns how many lines were replayed."""
     directory = _spool_dir()
+    take_orphaned_segments(directory)
     for path in directory.glob(f"*{SPOOL_SUFFIX}"):
         fd = os.open(path, os.O_RDONLY)
         try:

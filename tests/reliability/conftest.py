@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -98,8 +99,9 @@ def database_down():
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-class ConsumerProcesses:
-    """Stream consumers run as OS processes of their own (tests/reliability/consumer_process.py).
+class BeaconProcesses:
+    """Beacon in OS processes of its own: stream consumers (tests/reliability/consumer_process.py) and
+    a web process (tests/reliability/web_process.py).
 
     They open the test database by name. SQLite's test database lives in this process's memory, so it
     is copied to a file for them before each start, and `sync()` copies their writes back.
@@ -148,6 +150,26 @@ class ConsumerProcesses:
         self.processes.append(process)
         return process
 
+    def run_web(self, paths: list[str]) -> int:
+        """Answers the paths in a web process that is then killed; returns how many 302s it answered."""
+        env = dict(
+            os.environ,
+            BEACON_EVENT_REDIS_URL=settings.BEACON_EVENT_REDIS_URL,
+            BEACON_EVENT_STREAM=settings.BEACON_EVENT_STREAM,
+            BEACON_EVENT_JOURNAL="true",
+            BEACON_EVENT_JOURNAL_SHIP_MS=str(3_600_000),
+            BEACON_SPOOL_DIR=str(settings.BEACON_SPOOL_DIR),
+            BEACON_MACHINE_CLICK_SECONDS=str(settings.BEACON_MACHINE_CLICK_SECONDS),
+            PGAPPNAME="web",
+        )
+        web = subprocess.run(
+            [sys.executable, "-m", "tests.reliability.web_process", "--database", self._database_name(), *paths],
+            cwd=REPOSITORY, env=env, capture_output=True,
+        )
+        if web.returncode != -signal.SIGKILL:
+            raise RuntimeError(f"the web process ended with {web.returncode}:\n{web.stderr.decode(errors='replace')}")
+        return int(web.stdout)
+
     def output(self, process: subprocess.Popen) -> str:
         return (self.directory / f"{process.name}.log").read_text(errors="replace")
 
@@ -159,8 +181,8 @@ class ConsumerProcesses:
 
 
 @pytest.fixture
-def consumer_processes(tmp_path):
-    processes = ConsumerProcesses(tmp_path)
+def beacon_processes(tmp_path):
+    processes = BeaconProcesses(tmp_path)
     yield processes
     processes.stop()
 

@@ -86,6 +86,57 @@ def test_redis_stopped_and_started_again_during_clicks(settings, private_redis, 
     assert stored_clicks() == stream.redirects
 
 
+def test_redis_stopped_and_started_again_during_journaled_clicks(settings, private_redis, click_paths, monkeypatch):
+    """The production default: each click is written to the process's journal, and its shipper thread
+    (every 10 ms here) moves them onto the stream, or into the database while Redis is down."""
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    settings.BEACON_EVENT_JOURNAL = True
+    settings.BEACON_EVENT_JOURNAL_SHIP_MS = 10
+    monkeypatch.setattr(ingest, "REDIS_RETRY_SECONDS", 0.0)
+    client = redis.Redis.from_url(private_redis.url)
+    stream = ClickStream(click_paths)
+    stream.click(40)
+    wait_for(lambda: client.xlen(settings.BEACON_EVENT_STREAM) == 40)
+    client.close()
+    ingest.stream_consume_batch(consumer="c1", batch_size=25)
+
+    private_redis.stop()
+    stream.click(40)  # shipped into the database while Redis is down
+    wait_for(lambda: not list(settings.BEACON_SPOOL_DIR.glob("*.journal")))  # all shipped, the process idle
+    assert stored_clicks() == 25 + 40
+
+    private_redis.start()
+    stream.click(40)
+    ingest.journals_flush()
+    drain()
+
+    assert stream.redirects == 120 and stream.refused == 0
+    assert ingest.spool_replay() == 0
+    assert stored_clicks() == stream.redirects
+    assert TrackingEvent.objects.values("event_id").distinct().count() == stream.redirects
+    assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
+
+
+def test_web_process_killed_before_its_journal_is_shipped(settings, private_redis, click_paths, beacon_processes):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    redirects = beacon_processes.run_web(click_paths)
+    assert redirects == len(click_paths)
+    [orphan] = settings.BEACON_SPOOL_DIR.glob("*.journal")
+    assert len(orphan.read_text().splitlines()) == redirects
+    assert stored_clicks() == 0
+
+    assert ingest.spool_replay() == redirects  # the replay task takes what the dead process left
+    assert stored_clicks() == redirects
+    assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
+
+
+def wait_for(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def wait_until_drained(client: redis.Redis, stream: str, consumers, survivor, *, deadline_seconds: float = 60) -> None:
     """Until the stream holds nothing: every entry stored and acknowledged (consumers XDEL what they XACK)."""
     deadline = time.monotonic() + deadline_seconds
@@ -96,31 +147,31 @@ def wait_until_drained(client: redis.Redis, stream: str, consumers, survivor, *,
 
 
 def test_consumer_process_killed_between_commit_and_acknowledgement(
-    settings, private_redis, click_paths, consumer_processes
+    settings, private_redis, click_paths, beacon_processes
 ):
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
     client = redis.Redis.from_url(private_redis.url)
     stream = ClickStream(click_paths)
     stream.click(60)
 
-    doomed = consumer_processes.start("doomed", killed_before_acknowledgement=True, batch_size=45)
+    doomed = beacon_processes.start("doomed", killed_before_acknowledgement=True, batch_size=45)
     deadline = time.monotonic() + 60
     while doomed.poll() is None:  # the clicks go on while it starts, stores its batch and dies
-        assert time.monotonic() < deadline, consumer_processes.output(doomed)
+        assert time.monotonic() < deadline, beacon_processes.output(doomed)
         stream.click(1)
-    assert doomed.returncode == -signal.SIGKILL, consumer_processes.output(doomed)
-    consumer_processes.sync()
+    assert doomed.returncode == -signal.SIGKILL, beacon_processes.output(doomed)
+    beacon_processes.sync()
     assert stored_clicks() == 45
     pending = client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)
     assert pending["pending"] == 45 and pending["consumers"] == [{"name": b"doomed", "pending": 45}]
     stream.click(30)
 
     # A fresh consumer process reclaims the dead one's pending entries (XAUTOCLAIM) once idle 200 ms.
-    survivor = consumer_processes.start("survivor", reclaim_idle_ms=200, batch_size=50)
-    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, survivor)
+    survivor = beacon_processes.start("survivor", reclaim_idle_ms=200, batch_size=50)
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, beacon_processes, survivor)
     survivor.send_signal(signal.SIGTERM)
-    assert survivor.wait(timeout=30) == 0, consumer_processes.output(survivor)
-    consumer_processes.sync()
+    assert survivor.wait(timeout=30) == 0, beacon_processes.output(survivor)
+    beacon_processes.sync()
 
     assert stream.redirects > 90 and stream.refused == 0
     assert stored_clicks() == stream.redirects
@@ -167,19 +218,19 @@ def test_database_down_with_redis_keeps_events_pending_until_it_returns(settings
 
 
 def test_database_restarted_while_a_consumer_process_runs(
-    settings, private_redis, click_paths, consumer_processes, database_restart
+    settings, private_redis, click_paths, beacon_processes, database_restart
 ):
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
     client = redis.Redis.from_url(private_redis.url)
     stream = ClickStream(click_paths)
     stream.click(len(click_paths))  # every link clicked once: the handlers' lookups are cached
-    consumer = consumer_processes.start("steady", batch_size=20)
-    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, consumer)
+    consumer = beacon_processes.start("steady", batch_size=20)
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, beacon_processes, consumer)
 
     assert "consumer-steady" in database_restart.begin()
     deadline = time.monotonic() + 60
-    while "retrying" not in consumer_processes.output(consumer):  # clicks go on; the consumer's inserts fail
-        assert consumer.poll() is None and time.monotonic() < deadline, consumer_processes.output(consumer)
+    while "retrying" not in beacon_processes.output(consumer):  # clicks go on; the consumer's inserts fail
+        assert consumer.poll() is None and time.monotonic() < deadline, beacon_processes.output(consumer)
         stream.click(1)
     stream.click(20)
     database_restart.end()
@@ -188,9 +239,9 @@ def test_database_restarted_while_a_consumer_process_runs(
     connection.close()
     stream.click(20)
 
-    wait_until_drained(client, settings.BEACON_EVENT_STREAM, consumer_processes, consumer)
+    wait_until_drained(client, settings.BEACON_EVENT_STREAM, beacon_processes, consumer)
     consumer.send_signal(signal.SIGTERM)
-    assert consumer.wait(timeout=30) == 0, consumer_processes.output(consumer)
+    assert consumer.wait(timeout=30) == 0, beacon_processes.output(consumer)
     assert stream.refused == 0
     assert stored_clicks() == stream.redirects
     assert client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)["pending"] == 0

@@ -173,3 +173,71 @@ def test_a_consumer_sized_batch_round_trips_every_field(sent_message):
         assert (event.is_machine, event.machine_reason) == ((True, "scanner") if number % 5 == 0 else (False, ""))
         assert event.profile_id == (None if number % 2 else sent_message.profile_id)
         assert abs(event.logged_at.timestamp() - payload["at"]) < 0.001
+
+
+@pytest.fixture
+def journaled(settings, stream, tmp_path):
+    """The production default with Redis: events go through the process's journal."""
+    settings.BEACON_EVENT_JOURNAL = True
+    settings.BEACON_EVENT_JOURNAL_SHIP_MS = 3_600_000  # the tests ship by hand
+    settings.BEACON_SPOOL_DIR = tmp_path
+    return stream
+
+
+def test_with_the_journal_a_click_is_on_disk_when_answered_and_on_the_stream_once_shipped(
+    client, journaled, tmp_path, click_path, django_assert_num_queries
+):
+    client.get(click_path, HTTP_USER_AGENT=BROWSER)
+    with django_assert_num_queries(0):
+        assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    [segment] = tmp_path.glob("*.journal")
+    written = [json.loads(line) for line in segment.read_text().splitlines()]
+    assert [event["ty"] for event in written] == ["click", "click"]
+    assert journaled.xlen("beacon:events") == 0
+
+    ingest.journals_flush()
+    entries = journaled.xrange("beacon:events")
+    assert [json.loads(fields[b"e"]) for _, fields in entries] == written
+    assert list(tmp_path.iterdir()) == []
+    assert ingest.stream_consume_batch(consumer="test") == 2
+    assert TrackingEvent.objects.filter(type=EventType.CLICK).count() == 2
+
+
+def test_with_the_journal_and_redis_down_the_shipment_is_written_directly(client, journaled, settings, tmp_path, click_path):
+    settings.BEACON_EVENT_REDIS_URL = "redis://127.0.0.1:1/0"
+    for _ in range(3):
+        assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert TrackingEvent.objects.count() == 0
+
+    ingest.journals_flush()
+    assert TrackingEvent.objects.filter(type=EventType.CLICK).count() == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_the_journal_redis_and_the_database_down_the_events_wait_for_the_replay(
+    client, journaled, settings, tmp_path, click_path, monkeypatch
+):
+    settings.BEACON_EVENT_REDIS_URL = "redis://127.0.0.1:1/0"
+    for _ in range(3):
+        assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+
+    def database_down(events, **kwargs):
+        raise OperationalError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest, "events_store", database_down)
+        ingest.journals_flush()
+    [kept] = tmp_path.glob("*.replay")
+    assert len(kept.read_text().splitlines()) == 3
+
+    assert ingest.spool_replay() == 3
+    assert TrackingEvent.objects.filter(type=EventType.CLICK).count() == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_journal_that_cannot_be_written_hands_the_click_to_redis_at_once(client, journaled, settings, tmp_path, click_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings.BEACON_SPOOL_DIR = blocker / "spool"
+    assert client.get(click_path, HTTP_USER_AGENT=BROWSER).status_code == 302
+    assert journaled.xlen("beacon:events") == 1
