@@ -1,11 +1,15 @@
 """Click redirect benchmark: `/r/<token>` against a bare Django view answering the same 302, under gunicorn.
 
-    .venv/bin/python bench/redirect.py [--rounds 8] [--duration 5] [--connections 16] [--workers 2xCPUs+1] [--unix-socket]
+    .venv/bin/python bench/redirect.py [--rounds 8] [--duration 5] [--connections 16] [--workers 2xCPUs+1]
+        [--no-journal [--unix-socket]] [--appendfsync always|everysec]
 
 Starts a private redis-server (append-only file; `appendfsync everysec` by default: a Redis crash
 loses nothing, a power cut up to about a second; `--appendfsync always` for no loss even then, at a
-large cost per click) and gunicorn on loopback with REDIS_URL (and BEACON_EVENT_REDIS_URL) set, so every click is an XADD to the
-event stream; no consumer runs during the measurement (in production it runs elsewhere). Uses the
+large cost per click) and gunicorn on loopback with REDIS_URL (and BEACON_EVENT_REDIS_URL) set, so every
+click goes to the event stream: through the worker's journal, shipped in batches by its thread (the
+default), or with `--no-journal` as one synchronous XADD. The workers' shippers run in gunicorn and are
+measured with it; they ship what is left as they exit, and the stream is counted after that. No
+consumer runs during the measurement (in production it runs elsewhere). Uses the
 PostgreSQL database `beacon_bench_tracking` (created if missing). Both views go through the same
 middleware. The baseline is `/bare/`, which answers the very 302 a first click gets (same headers,
 same two cookies, made by the same function) with no token check, lookup or event; `/bare-location/`,
@@ -182,7 +186,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--unix-socket", action="store_true", help="hand events to Redis over its Unix socket (BEACON_EVENT_REDIS_URL), not TCP")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec")
+    parser.add_argument("--no-journal", action="store_true", help="one synchronous XADD per click (BEACON_EVENT_JOURNAL=false)")
     args = parser.parse_args()
+    if args.unix_socket and not args.no_journal:
+        parser.error("--unix-socket measures the synchronous XADD: use it with --no-journal")
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
 
@@ -200,9 +207,14 @@ def main() -> int:
         SECRET_KEY="bench-only-secret-key-not-for-production",
         ALLOWED_HOSTS="127.0.0.1",
         DB_CONN_MAX_AGE="600",
+        BEACON_SPOOL_DIR=os.path.join(redis_dir, "spool"),
+        BEACON_EVENT_JOURNAL="false" if args.no_journal else "true",
     )
     ensure_database()
     token = prepare_click_token()
+    from django.conf import settings
+
+    ship_ms = settings.BEACON_EVENT_JOURNAL_SHIP_MS
     load_before = os.getloadavg()[0]
     redis_server = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", redis_dir, "--save", "",
@@ -223,9 +235,11 @@ def main() -> int:
         import redis
 
         stream = redis.Redis.from_url(redis_url)
-        # Warm up every view (imports, caches, connections), then empty the stream.
+        # Warm up every view (imports, caches, connections), then empty the stream once the warm-up's
+        # clicks are shipped.
         for url in urls.values():
             run_wrk(url, 2, args.connections)
+        time.sleep(1)
         stream.delete("beacon:events")
         rounds = {label: [] for label in urls}
         labels = list(urls)
@@ -233,10 +247,13 @@ def main() -> int:
             shift = number % len(labels)
             for label in labels[shift:] + labels[:shift]:
                 rounds[label].append(measured(urls[label], args.duration, args.connections, gunicorn.pid, redis_server.pid))
+        # The workers ship what their journals hold as they exit.
+        gunicorn.terminate()
+        gunicorn.wait(timeout=30)
         stream_entries = stream.xlen("beacon:events")
-        stream.delete("beacon:events")
+        unshipped = sum(1 for _ in Path(os.environ["BEACON_SPOOL_DIR"]).glob("*.journal"))
     finally:
-        if gunicorn is not None:
+        if gunicorn is not None and gunicorn.poll() is None:
             gunicorn.terminate()
             gunicorn.wait(timeout=30)
         redis_server.terminate()
@@ -247,13 +264,15 @@ def main() -> int:
     medians = {label: {key: median(view_rounds, key) for key in keys} for label, view_rounds in rounds.items()}
     bare, click = medians[BARE], medians[CLICK]
     clicks_answered = sum(r["requests"] - r["bad_status"] for r in rounds[CLICK])
+    # Requests in flight when wrk stopped may be recorded without their answers being counted.
+    all_stored = stream_entries >= clicks_answered and unshipped == 0
     # Within a round the views ran seconds apart, under the same conditions: compare them there.
     throughput_ratios = [c["rps"] / b["rps"] for c, b in zip(rounds[CLICK], rounds[BARE])]
     p99_ratios = [c["p99"] / b["p99"] for c, b in zip(rounds[CLICK], rounds[BARE])]
     location_ratios = [c["rps"] / b["rps"] for c, b in zip(rounds[CLICK], rounds[LOCATION])]
     throughput_ratio, p99_ratio = statistics.median(throughput_ratios), statistics.median(p99_ratios)
     pooled_ratio = sum(r["requests"] for r in rounds[CLICK]) / sum(r["requests"] for r in rounds[BARE])
-    verdict = "met" if throughput_ratio >= 0.8 and p99_ratio < 2 else "NOT met"
+    verdict = "met" if throughput_ratio >= 0.8 and p99_ratio < 2 and all_stored else "NOT met"
     transport = "a Unix socket" if args.unix_socket else "TCP on loopback"
     rows = "\n".join(
         f"| {label} | {m['rps']:.0f} ({min(r['rps'] for r in rounds[label]):.0f}-{max(r['rps'] for r in rounds[label]):.0f}) "
@@ -261,12 +280,18 @@ def main() -> int:
         for label, m in medians.items()
     )
     per_round = ", ".join(f"{ratio:.0%}" for ratio in throughput_ratios)
-    body = f"""## Click redirect (bench/redirect.py{" --unix-socket" if args.unix_socket else ""}), Redis over {transport}
+    options = (" --no-journal" if args.no_journal else "") + (" --unix-socket" if args.unix_socket else "")
+    hand_off = (
+        "one synchronous XADD per click (`BEACON_EVENT_JOURNAL=false`)" if args.no_journal
+        else f"each click written to the worker's journal, shipped every {ship_ms} ms by its thread in one pipelined XADD round trip"
+    )
+    body = f"""## Click redirect (bench/redirect.py{options}), Redis over {transport}
 
 Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared with wrk and Redis;
 load average before the run {load_before:.2f}): gunicorn {args.workers} sync workers, wrk 2 threads /
 {args.connections} connections, {args.rounds} rounds of {args.duration} s per view in rotating order, Redis over
-{transport} with `appendonly yes`, `appendfsync {args.appendfsync}`; PostgreSQL for the (cached) lookups.
+{transport} with `appendonly yes`, `appendfsync {args.appendfsync}`; {hand_off}; PostgreSQL for
+the (cached) lookups.
 
 | view (median of {args.rounds} rounds) | req/s (lowest-highest) | p50 ms | p99 ms | CPU ms/request: gunicorn + redis | non-3xx |
 |---|---|---|---|---|---|
@@ -280,15 +305,16 @@ answered request, of the gunicorn workers and of redis-server.
 Against the same 302, median of the rounds' ratios: throughput {throughput_ratio:.0%} (target >= 80%), p99
 {p99_ratio:.2f}x (target < 2x): **{verdict}**. Throughput ratio of each round: {per_round}; of all requests
 together: {pooled_ratio:.0%}. Against the Location-only 302: throughput {statistics.median(location_ratios):.0%}.
-Every answered click is in the stream: {clicks_answered} clicks answered, {stream_entries} stream entries (more
-entries than answers: the requests in flight when wrk stopped were recorded, their answers not counted).
+{"Every answered click is in the stream" if all_stored else "**Answered clicks are missing from the stream**"}: {clicks_answered} clicks answered, {stream_entries} stream
+entries, {unshipped} journal segments left unshipped (more entries than answers: the requests in flight when
+wrk stopped were recorded, their answers not counted).
 
 A click costs {click['web_cpu_ms'] - bare['web_cpu_ms']:.3f} ms more gunicorn CPU than the same 302 answered bare, plus
 {click['redis_cpu_ms']:.3f} ms in redis-server: the token check, the cached lookups, the machine checks, the event's
-JSON and the one synchronous XADD round trip that acknowledging a click requires. gunicorn, wrk and Redis
-share {os.cpu_count()} CPUs, so throughput follows CPU per request.
+JSON and its hand-off ({"the synchronous XADD round trip" if args.no_journal else "the journal write, and the batched shipping"}).
+gunicorn, wrk and Redis share {os.cpu_count()} CPUs, so throughput follows CPU per request.
 """
-    write_section("bench/redirect.py" + (" --unix-socket" if args.unix_socket else ""), body)
+    write_section("bench/redirect.py" + options, body)
     print(body)
     return 0
 
