@@ -45,7 +45,7 @@ from typing import TypeVar
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 from tracking import lookups, machine
 from tracking.journal import REPLAY_SUFFIX, EventJournal, take_orphaned_segments
@@ -206,7 +206,10 @@ def _journal_ship(url: str, stream: str, lines: list[bytes]) -> None:
     try:
         events_store([json.loads(line) for line in lines])
     except DatabaseError:
-        connection.close()  # a connection that failed stays failed: the next batch connects afresh
+        if not connection.in_atomic_block:
+            # The shipper thread has no request cycle to drop a broken connection: the next batch
+            # would fail on it too, however soon the database is back.
+            connection.close_if_unusable_or_obsolete()
         raise
 
 
@@ -227,6 +230,7 @@ def _journal_append(event: dict) -> bool:
             settings.BEACON_SPOOL_DIR,
             functools.partial(_journal_ship, url, settings.BEACON_EVENT_STREAM),
             interval=settings.BEACON_EVENT_JOURNAL_SHIP_MS / 1000,
+            shipper_done=connections.close_all,  # the shipper thread's own connection, if Redis was down
         )
     try:
         journal.append(_encode_event(event).encode() + b"\n")

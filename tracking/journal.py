@@ -49,10 +49,20 @@ class _Segment:
 class EventJournal:
     """Lines written by `append` are shipped by a background thread, in order, at least once."""
 
-    def __init__(self, directory: Path, ship: Callable[[list[bytes]], None], *, interval: float) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        ship: Callable[[list[bytes]], None],
+        *,
+        interval: float,
+        shipper_done: Callable[[], None] | None = None,
+    ) -> None:
+        """`shipper_done` is called by the shipper thread as it ends, to release what `ship` left
+        open in it (a database connection, say)."""
         self.directory = Path(directory)
         self.ship = ship
         self.interval = interval
+        self.shipper_done = shipper_done
         self._start_afresh()
         _journals.add(self)
 
@@ -175,7 +185,12 @@ class EventJournal:
             with self._lock:
                 if self._current is None and not self._sealed:
                     self._thread = None
-                    return
+                    break
+        if self.shipper_done is not None:
+            try:
+                self.shipper_done()
+            except Exception:
+                logger.exception("The event journal's shipper could not clean up")
 
     def _forget_after_fork(self) -> None:
         """In a forked child: the parent ships what it wrote; the child starts a journal of its own."""

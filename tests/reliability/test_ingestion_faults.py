@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection
 from django.test import Client
 
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
-from tests.reliability.conftest import database_down
+from tests.reliability.conftest import database_down, free_port
 from tracking import ingest
 from tracking.models import EventType, TrackingEvent
 from tracking.tokens import Purpose, make_token
@@ -245,3 +245,31 @@ def test_database_restarted_while_a_consumer_process_runs(
     assert stream.refused == 0
     assert stored_clicks() == stream.redirects
     assert client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)["pending"] == 0
+
+
+def test_database_restarted_while_the_journal_ships_into_it_with_redis_down(settings, click_paths, database_restart):
+    """Redis unreachable: the shipper thread writes each batch into the database itself. Cut off, its
+    batches are kept for replay; once the database is back, its next batch reconnects."""
+    settings.BEACON_EVENT_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.BEACON_EVENT_JOURNAL = True
+    settings.BEACON_EVENT_JOURNAL_SHIP_MS = 10
+    spool = settings.BEACON_SPOOL_DIR
+    stream = ClickStream(click_paths)
+    stream.click(len(click_paths))  # every link clicked once: the handlers' lookups are cached
+    wait_for(lambda: not list(spool.glob("*.journal")))
+    assert stored_clicks() == len(click_paths)
+
+    database_restart.begin()
+    stream.click(30)
+    wait_for(lambda: not list(spool.glob("*.journal")) and list(spool.glob("*.replay")))
+    database_restart.end()
+    connection.close()  # the test's own connection was cut too
+    stream.click(30)
+    wait_for(lambda: not list(spool.glob("*.journal")))
+
+    assert stream.redirects == len(click_paths) + 60 and stream.refused == 0
+    kept = sum(len(path.read_text().splitlines()) for path in spool.glob("*.replay"))
+    assert kept == 30
+    assert stored_clicks() == stream.redirects - kept
+    assert ingest.spool_replay() == kept
+    assert stored_clicks() == stream.redirects

@@ -71,13 +71,17 @@ def test_lines_are_on_disk_when_append_returns_and_gone_once_shipped(tmp_path):
 
 def test_the_shipper_thread_ships_every_interval_and_ends_when_idle(tmp_path):
     shipments = Shipments()
-    journal = EventJournal(tmp_path, shipments, interval=0.02)
+    done_in = []
+    journal = EventJournal(
+        tmp_path, shipments, interval=0.02, shipper_done=lambda: done_in.append(threading.current_thread())
+    )
     others = set(journal_threads())
     journal.append(b"one\n")
     [shipper] = set(journal_threads()) - others
     wait_for(lambda: shipments.lines == [b"one\n"])
     wait_for(lambda: not shipper.is_alive())
     assert list(tmp_path.iterdir()) == []
+    assert done_in == [shipper]  # it released what it held, in its own thread
 
     journal.append(b"two\n")  # a new shipper starts for the next lines
     wait_for(lambda: shipments.lines == [b"one\n", b"two\n"])
