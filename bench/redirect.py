@@ -290,8 +290,8 @@ def main() -> int:
 Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared with wrk and Redis;
 load average before the run {load_before:.2f}): gunicorn {args.workers} sync workers, wrk 2 threads /
 {args.connections} connections, {args.rounds} rounds of {args.duration} s per view in rotating order, Redis over
-{transport} with `appendonly yes`, `appendfsync {args.appendfsync}`; {hand_off}; PostgreSQL for
-the (cached) lookups.
+{transport} with `appendonly yes`, `appendfsync {args.appendfsync}`;
+{hand_off}; PostgreSQL for the (cached) lookups.
 
 | view (median of {args.rounds} rounds) | req/s (lowest-highest) | p50 ms | p99 ms | CPU ms/request: gunicorn + redis | non-3xx |
 |---|---|---|---|---|---|

@@ -100,7 +100,7 @@ def test_redis_stopped_and_started_again_during_journaled_clicks(settings, priva
     client.close()
     ingest.stream_consume_batch(consumer="c1", batch_size=25)
 
-    private_redis.stop()
+    private_redis.kill()  # SIGKILL: what it acknowledged is in its append-only file
     stream.click(40)  # shipped into the database while Redis is down
     wait_for(lambda: not list(settings.BEACON_SPOOL_DIR.glob("*.journal")))  # all shipped, the process idle
     assert stored_clicks() == 25 + 40
