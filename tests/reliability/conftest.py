@@ -150,8 +150,8 @@ class BeaconProcesses:
         self.processes.append(process)
         return process
 
-    def run_web(self, paths: list[str]) -> int:
-        """Answers the paths in a web process that is then killed; returns how many 302s it answered."""
+    def run_web(self, paths: list[str], *, killed: bool) -> int:
+        """Answers the paths in a web process that then exits, or is killed; returns how many 302s it answered."""
         env = dict(
             os.environ,
             BEACON_EVENT_REDIS_URL=settings.BEACON_EVENT_REDIS_URL,
@@ -162,11 +162,12 @@ class BeaconProcesses:
             BEACON_MACHINE_CLICK_SECONDS=str(settings.BEACON_MACHINE_CLICK_SECONDS),
             PGAPPNAME="web",
         )
+        options = ["--killed"] if killed else []
         web = subprocess.run(
-            [sys.executable, "-m", "tests.reliability.web_process", "--database", self._database_name(), *paths],
+            [sys.executable, "-m", "tests.reliability.web_process", "--database", self._database_name(), *options, *paths],
             cwd=REPOSITORY, env=env, capture_output=True,
         )
-        if web.returncode != -signal.SIGKILL:
+        if web.returncode != (-signal.SIGKILL if killed else 0):
             raise RuntimeError(f"the web process ended with {web.returncode}:\n{web.stderr.decode(errors='replace')}")
         return int(web.stdout)
 

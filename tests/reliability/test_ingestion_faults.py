@@ -119,7 +119,7 @@ def test_redis_stopped_and_started_again_during_journaled_clicks(settings, priva
 
 def test_web_process_killed_before_its_journal_is_shipped(settings, private_redis, click_paths, beacon_processes):
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
-    redirects = beacon_processes.run_web(click_paths)
+    redirects = beacon_processes.run_web(click_paths, killed=True)
     assert redirects == len(click_paths)
     [orphan] = settings.BEACON_SPOOL_DIR.glob("*.journal")
     assert len(orphan.read_text().splitlines()) == redirects
@@ -128,6 +128,18 @@ def test_web_process_killed_before_its_journal_is_shipped(settings, private_redi
     assert ingest.spool_replay() == redirects  # the replay task takes what the dead process left
     assert stored_clicks() == redirects
     assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
+
+
+def test_web_process_ships_its_journal_as_it_exits(settings, private_redis, click_paths, beacon_processes):
+    settings.BEACON_EVENT_REDIS_URL = private_redis.url
+    redirects = beacon_processes.run_web(click_paths, killed=False)
+    assert redirects == len(click_paths)
+    assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
+    client = redis.Redis.from_url(private_redis.url)
+    assert client.xlen(settings.BEACON_EVENT_STREAM) == redirects
+    client.close()
+    drain()
+    assert stored_clicks() == redirects
 
 
 def wait_for(condition, seconds: float = 30.0) -> None:
