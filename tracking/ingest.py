@@ -120,15 +120,17 @@ _clients: dict[str, redis.Redis] = {}
 _redis_down_until = 0.0
 
 
-def redis_client() -> redis.Redis | None:
-    url = settings.BEACON_EVENT_REDIS_URL
-    if not url:
-        return None
+def _redis_at(url: str) -> redis.Redis:
     client = _clients.get(url)
     if client is None:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5)
         _clients[url] = client
     return client
+
+
+def redis_client() -> redis.Redis | None:
+    url = settings.BEACON_EVENT_REDIS_URL
+    return _redis_at(url) if url else None
 
 
 class RedisPyAppender:
@@ -160,7 +162,7 @@ def _appender(url: str, stream: str) -> StreamAppender | RedisPyAppender:
         if url.startswith(("redis://", "unix://")):
             appender = StreamAppender(url, stream)
         else:
-            appender = RedisPyAppender(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5), stream)
+            appender = RedisPyAppender(_redis_at(url), stream)
         _appenders[key] = appender
     return appender
 
@@ -213,7 +215,7 @@ def _journal_ship(url: str, stream: str, lines: list[bytes]) -> None:
         raise
 
 
-_journals: dict[tuple[str, str, str], EventJournal] = {}
+_journals: dict[tuple[Path, str, str], EventJournal] = {}
 _journal_down_until = 0.0
 
 
@@ -223,7 +225,7 @@ def _journal_append(event: dict) -> bool:
     url = settings.BEACON_EVENT_REDIS_URL
     if not url or not settings.BEACON_EVENT_JOURNAL or time.monotonic() < _journal_down_until:
         return False
-    key = (str(settings.BEACON_SPOOL_DIR), url, settings.BEACON_EVENT_STREAM)
+    key = (settings.BEACON_SPOOL_DIR, url, settings.BEACON_EVENT_STREAM)
     journal = _journals.get(key)
     if journal is None:
         journal = _journals[key] = EventJournal(

@@ -3,8 +3,8 @@
 The journal's shipper sends its batches here (``append_many``, one round trip), and so does a handler
 without a journal (``append``, one synchronous XADD per event: a click's only hand-off). So it is
 written without a client library's per-call machinery (connection pool, retry wrapper, response
-callbacks), which costs more CPU than the rest of a click. Anything unexpected raises ``StreamUnavailable`` and the caller falls back to the
-database; the consumer side uses redis-py.
+callbacks), which costs more CPU than the rest of a click. Anything unexpected raises
+``StreamUnavailable`` and the caller falls back to the database; the consumer side uses redis-py.
 
 Once connected, the socket is blocking, with its time limits kept by the kernel (SO_SNDTIMEO,
 SO_RCVTIMEO): Python's own socket timeouts poll before every send and receive, which doubles the
