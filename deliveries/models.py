@@ -2,6 +2,8 @@
 from django.conf import settings
 from django.db import models
 
+from profiles.emails import email_domain
+
 
 class DeliveryStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -120,7 +122,7 @@ class Message(models.Model):
 
     @property
     def domain(self) -> str:
-        return self.email.rpartition("@")[2].lower()
+        return email_domain(self.email)
 
 
 class DeliveryAuditEntry(models.Model):

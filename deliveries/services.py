@@ -56,6 +56,7 @@ from deliveries.models import (
     MessageStatus,
 )
 from deliveries.smtp_errors import classify_exception, is_connection_error
+from profiles.emails import email_domain
 from profiles.models import EmailFormat, EmailStatus, List, Profile
 from profiles.services import normalize_email, profile_record_bounce
 from tracking.models import TrackedUrl, TrackingMode
@@ -747,7 +748,7 @@ def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | Non
     content = send_content(delivery)
     messages = list(Message.objects.filter(id__in=claimed_ids).select_related("profile").order_by("id"))
     # Message-ID: the message id plus a random part, so it is unique and known before the hand-over.
-    domain = delivery.from_email.rpartition("@")[2] or "beacon.local"
+    domain = email_domain(delivery.from_email) or "beacon.local"
     message_id_suffix = f".{uuid.uuid4().hex[:16]}@{domain}>"
     connection = connection or get_connection()
     try:

@@ -2,6 +2,8 @@
 from django.db import models
 from django.db.models.functions import Lower
 
+from profiles.emails import email_domain
+
 
 class EmailStatus(models.TextChoices):
     VALID = "valid", "Valid"
@@ -43,7 +45,7 @@ class Profile(models.Model):
 
     @property
     def domain(self) -> str:
-        return self.email.rpartition("@")[2].lower()
+        return email_domain(self.email)
 
 
 class List(models.Model):

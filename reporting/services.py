@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import OperationalError, connection, models, transaction
-from django.db.models import Count, F, Q, Value
-from django.db.models.functions import Coalesce, Lower, StrIndex, Substr, TruncHour
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from beacon.exceptions import NotFound, TransitionNotAllowed
 from deliveries.models import Delivery, DeliveryStatus, FailureType, Message, MessageStatus
+from profiles.emails import email_domain_expression, email_domain_sql
 from profiles.models import EmailStatus
 from reporting.models import (
     ClickStreamRollup,
@@ -56,7 +57,6 @@ PURGE_BATCH_SIZE = 10_000
 PURGE_MAX_BATCHES = 100
 HALF_HOUR_SECONDS = 1800
 KEY_LENGTH = 300
-DOMAIN_LENGTH = 255
 SENDING_STATUSES = (DeliveryStatus.SENDING, DeliveryStatus.PAUSED)
 
 EVENT_ROLLUPS = (
@@ -276,14 +276,6 @@ def _sql_binary(expression: str) -> str:
     return f'({expression}) COLLATE "C"' if _is_postgresql() else expression
 
 
-def _sql_domain(column: str) -> str:
-    position = f"strpos({column}, '@')" if _is_postgresql() else f"instr({column}, '@')"
-    return (
-        f"COALESCE(lower(CASE WHEN {position} = 0 THEN '' "
-        f"ELSE substr({column}, {position} + 1, {DOMAIN_LENGTH}) END), '')"
-    )
-
-
 def _sql_person_key(alias: str) -> str:
     return f"COALESCE(NULLIF({alias}.browser_id, ''), 'm' || CAST({alias}.message_id AS VARCHAR(20)))"
 
@@ -501,14 +493,14 @@ def _merge_messages(deltas: _Deltas, *, rebuilt: bool) -> None:
     if rebuilt:
         _create_temporary(
             BATCH_MESSAGES,
-            f"SELECT b.*, {_sql_domain('m.email')} AS domain FROM ({batch}) b "
+            f"SELECT b.*, {email_domain_sql('m.email')} AS domain FROM ({batch}) b "
             "LEFT JOIN deliveries_message m ON m.id = b.message_id",
         )
         # Large: the statistics let the planner hash the persons' join to it rather than sort both sides.
         _analyze(BATCH_MESSAGES)
     else:
         # A message with a row has its domain there; only a new one is looked up (a subquery: by primary key).
-        email_domain = f"(SELECT {_sql_domain('m.email')} FROM deliveries_message m WHERE m.id = b.message_id)"
+        email_domain = f"(SELECT {email_domain_sql('m.email')} FROM deliveries_message m WHERE m.id = b.message_id)"
         match = "r.delivery_id = b.delivery_id AND r.message_id = b.message_id"
         _create_temporary(
             BATCH_MESSAGES,
@@ -755,14 +747,7 @@ def _messages_with_domain(delivery_id: int) -> models.QuerySet:
     """The delivery's messages annotated with `domain`, as `email_domain` computes it."""
     return (
         Message.objects.filter(delivery_id=delivery_id)
-        .annotate(at_position=StrIndex("email", Value("@")))
-        .annotate(
-            domain=models.Case(
-                models.When(at_position=0, then=Value("")),
-                default=Lower(Substr("email", F("at_position") + 1, DOMAIN_LENGTH)),
-                output_field=models.CharField(),
-            )
-        )
+        .annotate(domain=email_domain_expression("email"))
     )
 
 
