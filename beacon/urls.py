@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+handler404 = "beacon.errors.page_not_found"
+
 urlpatterns = [
     # First: the public tracking endpoints are the hot path, and URL resolution tries patterns in order.
     path("", include("tracking.urls")),

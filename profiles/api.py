@@ -39,6 +39,8 @@ class ProfileViewSet(viewsets.ModelViewSet):
     """Recipient profiles. Filters: `?search=`, `?email_status=`, `?list=<id>`."""
 
     serializer_class = ProfileOutputSerializer
+    # A non-numeric id matches no route: a JSON 404, not a ValueError in the lookup.
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
         list_id = self.request.query_params.get("list")
@@ -94,6 +96,8 @@ class CsvImportSerializer(serializers.Serializer):
 
 class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     """Lists of profiles: members under `profiles/`, CSV import under `import/`."""
+
+    lookup_value_regex = "[0-9]+"
 
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
