@@ -15,7 +15,7 @@ from deliveries import services as delivery_services
 from deliveries.models import DeliveryStatus, Message, MessageStatus
 from reporting import charts, selectors
 from reporting.api import table_csv
-from reporting.services import delivery_recompute
+from reporting.consolidation.recompute import delivery_recompute
 from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
 from tracking.tokens import Purpose, make_token, tracking_url
 
