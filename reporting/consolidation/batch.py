@@ -50,19 +50,21 @@ def events_select(condition: str) -> str:
     """The events matching `condition` (SQL on `e`, the events table) that rollups count, with their `kind`;
     events of deleted deliveries are left out."""
     e = EVENTS
-    columns = (e.delivery, e.message, e.logged_at, e.is_machine, e.tracked_url, e.user_agent, e.browser_id)
-    not_counted_clicks = ", ".join(literal(mode) for mode in (TrackingMode.OPT_OUT, TrackingMode.MIRROR))
-    types = ", ".join(literal(event_type) for event_type in (EventType.OPEN, EventType.CLICK, EventType.OPT_OUT, EventType.MIRROR))
+    columns = ", ".join(
+        f"e.{column}" for column in (e.delivery, e.message, e.logged_at, e.is_machine, e.tracked_url, e.user_agent, e.browser_id)
+    )
+    open_, click, opt_out, mirror = (
+        literal(event_type) for event_type in (EventType.OPEN, EventType.CLICK, EventType.OPT_OUT, EventType.MIRROR)
+    )
+    not_counted = f"{literal(TrackingMode.OPT_OUT)}, {literal(TrackingMode.MIRROR)}"
     return (
-        f"SELECT {', '.join(f'e.{column}' for column in columns)}, "
-        f"CASE WHEN e.{e.type} = {literal(EventType.OPEN)} THEN {OPEN} "
-        f"WHEN e.{e.type} = {literal(EventType.CLICK)} AND (u.{URLS.mode} IS NULL OR u.{URLS.mode} NOT IN ({not_counted_clicks})) "
-        f"THEN {CLICK} "
-        f"WHEN e.{e.type} = {literal(EventType.OPT_OUT)} THEN {OPT_OUT} WHEN e.{e.type} = {literal(EventType.MIRROR)} THEN {MIRROR} "
-        "ELSE 0 END AS kind "
+        f"SELECT {columns}, "
+        f"CASE WHEN e.{e.type} = {open_} THEN {OPEN} "
+        f"WHEN e.{e.type} = {click} AND (u.{URLS.mode} IS NULL OR u.{URLS.mode} NOT IN ({not_counted})) THEN {CLICK} "
+        f"WHEN e.{e.type} = {opt_out} THEN {OPT_OUT} WHEN e.{e.type} = {mirror} THEN {MIRROR} ELSE 0 END AS kind "
         f"FROM {EVENTS} e JOIN {DELIVERIES} d ON d.{DELIVERIES.id} = e.{e.delivery} "
         f"LEFT JOIN {URLS} u ON u.{URLS.id} = e.{e.tracked_url} "
-        f"WHERE ({condition}) AND e.{e.type} IN ({types})"
+        f"WHERE ({condition}) AND e.{e.type} IN ({open_}, {click}, {opt_out}, {mirror})"
     )
 
 

@@ -25,6 +25,8 @@ class Table:
         return self._meta.db_table
 
     def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
         return self._meta.get_field(name).column
 
 
@@ -66,7 +68,7 @@ def chunks(values: Iterable, size: int = 2000) -> Iterator[list]:
         yield values[start:start + size]
 
 
-def _adapt(model_field: models.Field, value):
+def _adapt(model_field: models.Field, value: object) -> object:
     if isinstance(model_field, models.DateTimeField):
         return connection.ops.adapt_datetimefield_value(value)
     if isinstance(model_field, models.DateField):
@@ -199,11 +201,11 @@ def is_lock_busy(error: OperationalError) -> bool:
 
 # --- Values as the backends return them ----------------------------------------------------------
 
-def as_datetime(value) -> dt.datetime:
+def as_datetime(value: str | dt.datetime) -> dt.datetime:
     if isinstance(value, str):
         value = parse_datetime(value)
     return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
 
 
-def as_date(value) -> dt.date:
+def as_date(value: str | dt.date) -> dt.date:
     return parse_date(value) if isinstance(value, str) else value
