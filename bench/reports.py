@@ -159,7 +159,7 @@ def reset_generated(messages: int, events: int) -> dict:
     from reporting.models import (
         ConsolidationGap, ConsolidationState, DeliveryReportState, DomainMessageStats, FailureStats, ThroughputStats,
     )
-    from reporting.services import EVENT_ROLLUPS
+    from reporting.consolidation.recompute import EVENT_ROLLUPS
 
     delivery = Delivery.objects.filter(label=DELIVERY_LABEL).first()
     if delivery is None or Message.objects.filter(delivery=delivery).count() != messages:
@@ -358,7 +358,8 @@ def run(args) -> int:
 
     from reporting.models import ConsolidationGap, ConsolidationState, DeliveryRollup
     from reporting.selectors import REPORT_NAMES
-    from reporting.services import STATE_NAME, delivery_recompute, events_consolidate
+    from reporting.consolidation.pointer import STATE_NAME, events_consolidate
+    from reporting.consolidation.recompute import delivery_recompute
     from tests.factories import UserFactory
 
     call_command("migrate", verbosity=0)

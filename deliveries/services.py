@@ -29,7 +29,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import CharField, F, Q, Value
+from django.db.models import CharField, Count, F, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -858,3 +858,21 @@ def tracked_url_update(*, tracked_url: TrackedUrl, label: str | None = None, cat
         tracked_url.category = category.strip()
     tracked_url.save(update_fields=["label", "category"])
     return tracked_url
+
+
+# --- Counters from the delivery log ---------------------------------------------------------------
+
+def delivery_counters_recount(*, delivery: Delivery) -> Delivery:
+    """Sets the delivery's counters as its messages say. Sending maintains them as it goes; this rebuilds them
+    (reporting's "Recompute delivery and tracking indicators"). The caller holds the delivery's row lock."""
+    counts = Message.objects.filter(delivery_id=delivery.pk).aggregate(
+        to_deliver=Count("id", filter=~Q(status=MessageStatus.IGNORED)),
+        success=Count("id", filter=Q(status=MessageStatus.SENT)),
+        errors=Count("id", filter=Q(status=MessageStatus.FAILED)),
+    )
+    delivery.to_deliver = counts["to_deliver"]
+    delivery.success = counts["success"]
+    delivery.errors = counts["errors"]
+    delivery.processed = counts["success"] + counts["errors"]
+    delivery.save(update_fields=["to_deliver", "success", "errors", "processed", "updated_at"])
+    return delivery

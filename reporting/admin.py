@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from beacon.exceptions import ServiceError
 from reporting.models import ConsolidationState, DeliveryReport
-from reporting.services import delivery_recompute
+from reporting.consolidation.recompute import delivery_recompute
 
 
 @admin.register(DeliveryReport)

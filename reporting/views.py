@@ -11,11 +11,12 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from beacon.exceptions import NotFound, ServiceError
-from deliveries import services as delivery_services
+from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, Message, MessageStatus
+from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, selectors
 from reporting.api import table_csv
-from reporting.services import delivery_recompute
+from reporting.consolidation.recompute import delivery_recompute
 from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
 from tracking.tokens import Purpose, make_token, tracking_url
 
@@ -256,20 +257,14 @@ def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpRespo
     return redirect("reporting:delivery-summary", delivery_id=delivery_id)
 
 
-def _is_tracked_href(tag) -> bool:
-    """Counts links as target analysis numbers them (`deliveries.content`): http(s) links not tagged
-    `data-track="off"`, from 1."""
-    href = tag.get("href", "").strip().lower()
-    return href.startswith(("http://", "https://")) and str(tag.get("data-track", "")).strip().lower() != "off"
-
-
 def hot_clicks_document(html: str, links: list[dict]) -> str:
-    """The delivery's HTML with each tracked link's share of clicks shown beside it."""
+    """The delivery's HTML with each tracked link's share of clicks shown beside it; links are numbered as
+    analysis numbers them, so each meets its `position`."""
     soup = BeautifulSoup(html or "<p>This delivery has no HTML content.</p>", "html.parser")
     by_position = {link["position"]: link for link in links}
     position = 0
     for anchor in soup.find_all(["a", "area"], href=True):
-        if not _is_tracked_href(anchor):
+        if not is_tracked_link(anchor):
             continue
         position += 1
         link = by_position.get(position)
@@ -284,40 +279,6 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
         anchor["style"] = (anchor.get("style", "") + ";outline:2px solid #e07b24").lstrip(";")
         anchor.insert_after(badge)
     return str(soup)
-
-
-DELIVERY_ACTIONS = {
-    "analyze": delivery_services.delivery_analyze,
-    "send": delivery_services.delivery_send,
-    "pause": delivery_services.delivery_pause,
-    "resume": delivery_services.delivery_resume,
-    "cancel": delivery_services.delivery_cancel,
-}
-# Which buttons a delivery page offers in each status; the services enforce the transitions anyway.
-ACTIONS_BY_STATUS = {
-    DeliveryStatus.DRAFT: ("analyze", "cancel"),
-    DeliveryStatus.READY: ("analyze", "send", "cancel"),
-    DeliveryStatus.SENDING: ("pause", "cancel"),
-    DeliveryStatus.PAUSED: ("resume", "cancel"),
-}
-
-
-@login_required
-@require_POST
-def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> HttpResponse:
-    if action not in DELIVERY_ACTIONS:
-        raise Http404("No such action.")
-    try:
-        DELIVERY_ACTIONS[action](delivery_id=delivery_id, actor=request.user)
-    except NotFound:
-        raise Http404("No such delivery.") from None
-    except ServiceError as error:
-        messages.error(request, error.message)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Delivery: {action} done.")
-    return redirect("reporting:delivery-summary", delivery_id=delivery_id)
 
 
 @login_required

@@ -9,7 +9,7 @@ from ua_parser import parse as parse_user_agent
 from profiles.services import profile_opt_out
 from tracking import lookups
 from tracking.ingest import EventNotStored, event_payload, events_store, spool_replay, stream_consume
-from tracking.models import DeviceType, EventType, UserAgent
+from tracking.models import DeviceType, EventType, TrackingEvent, UserAgent
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
 # often its recipient (or their mail client) posts the one-click unsubscribe.
@@ -84,3 +84,10 @@ def user_agents_parse(*, ids: list[int] | None = None, limit: int = 1000) -> int
         agents, ["os_family", "browser_family", "device_family", "device_type", "is_bot", "parsed_at"], batch_size=500
     )
     return len(agents)
+
+
+def events_delete(*, event_ids: list[int]) -> int:
+    """Deletes raw events by id: retention's purge, which chose them (consolidated, older than the retention
+    period). Returns how many were deleted."""
+    deleted, _ = TrackingEvent.objects.filter(id__in=event_ids).delete()
+    return deleted

@@ -4,7 +4,7 @@ from django.test import Client
 
 from deliveries import services as delivery_services
 from deliveries.models import DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus
-from reporting.services import reports_refresh
+from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, TrackedUrlFactory
 from tests.reporting.conftest import make_event
 from tracking.models import EventType, TrackedUrl, TrackingMode

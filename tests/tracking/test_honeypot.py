@@ -10,7 +10,7 @@ from django.test import Client
 
 from deliveries import services as delivery_services
 from profiles.models import EmailFormat
-from reporting.services import events_consolidate
+from reporting.consolidation.pointer import events_consolidate
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
 from tests.tracking.conftest import BROWSER, PUBLIC
 from tracking import ingest, machine

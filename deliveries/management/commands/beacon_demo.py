@@ -20,7 +20,7 @@ from django.test.utils import override_settings
 from deliveries import services
 from deliveries.models import Delivery, DeliveryAuditEntry, Message
 from profiles.models import EmailFormat, EmailStatus, List, ListMembership, Profile
-from reporting.services import reports_refresh
+from reporting.statistics import reports_refresh
 from tracking.demo import demo_tracking_activity
 
 LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
