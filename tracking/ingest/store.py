@@ -108,21 +108,22 @@ def _amount(value: str | None) -> Decimal | None:
 
 
 def _row(event: Event, user_agent_ids: dict[str, int]) -> Row:
+    # Positional, in Row's order: keyword arguments make a consumer's batch measurably slower.
     return Row(
-        event_id=str(uuid.UUID(event.event_id)),
-        type=event.type,
-        logged_at=datetime.fromtimestamp(event.logged_at, tz=UTC),
-        delivery_id=event.delivery_id,
-        message_id=event.message_id,
-        profile_id=event.profile_id,
-        tracked_url_id=event.tracked_url_id,
-        user_agent_id=user_agent_ids.get(event.user_agent),
-        ip=event.ip,
-        browser_id=event.browser_id[:32],
-        page_url=event.page_url,
-        amount=_amount(event.amount),
-        is_machine=bool(event.machine_reason),
-        machine_reason=event.machine_reason,
+        str(uuid.UUID(event.event_id)),
+        event.type,
+        datetime.fromtimestamp(event.logged_at, tz=UTC),
+        event.delivery_id,
+        event.message_id,
+        event.profile_id,
+        event.tracked_url_id,
+        user_agent_ids.get(event.user_agent),
+        event.ip,
+        event.browser_id[:32],
+        event.page_url,
+        _amount(event.amount),
+        bool(event.machine_reason),
+        event.machine_reason,
     )
 
 
@@ -134,16 +135,14 @@ def _copy_escape(text: str) -> str:
 
 def _copy_line(row: Row) -> str:
     """A row in PostgreSQL's COPY text format (`\\N` is NULL); one f-string, it runs per event."""
+    (event_id, type_, logged_at, delivery, message, profile, url, agent, ip, browser, page, amount, machine, reason) = row
     null = "\\N"
     return (
-        f"{row.event_id}\t{row.type}\t{row.logged_at.isoformat()}\t"
-        f"{null if row.delivery_id is None else row.delivery_id}\t{null if row.message_id is None else row.message_id}\t"
-        f"{null if row.profile_id is None else row.profile_id}\t"
-        f"{null if row.tracked_url_id is None else row.tracked_url_id}\t"
-        f"{null if row.user_agent_id is None else row.user_agent_id}\t{null if row.ip is None else row.ip}\t"
-        f"{_copy_escape(row.browser_id)}\t{_copy_escape(row.page_url) if row.page_url else ''}\t"
-        f"{null if row.amount is None else row.amount}\t{'t' if row.is_machine else 'f'}\t"
-        f"{_copy_escape(row.machine_reason)}\n"
+        f"{event_id}\t{type_}\t{logged_at.isoformat()}\t{null if delivery is None else delivery}\t"
+        f"{null if message is None else message}\t{null if profile is None else profile}\t"
+        f"{null if url is None else url}\t{null if agent is None else agent}\t{null if ip is None else ip}\t"
+        f"{_copy_escape(browser)}\t{_copy_escape(page) if page else ''}\t{null if amount is None else amount}\t"
+        f"{'t' if machine else 'f'}\t{_copy_escape(reason)}\n"
     )
 
 
