@@ -21,11 +21,11 @@ from django.utils import timezone
 
 from deliveries.models import MessageStatus
 from deliveries.selectors import delivery_messages, delivery_tracked_urls
-from tracking import ingest
 from profiles.models import Profile
+from tracking.ingest.consumer import stream_consume
 from tracking.models import EventType, TrackingEvent, TrackingMode
-from tracking.services import user_agents_parse
 from tracking.tokens import Purpose, make_token
+from tracking.user_agents import user_agents_parse
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -182,7 +182,7 @@ def demo_tracking_activity(*, delivery_id: int, seed: int = 7) -> int:
             scanned_at = sent_at + _seconds(rng, 30, 300)
             for url_id in (special[TrackingMode.HONEYPOT], links[0]):
                 visit(disguised, f"/r/{make_token(Purpose.CLICK, message_id, url_id)}", scanned_at)
-    ingest.stream_consume(consumer="beacon-demo", max_seconds=60, block_ms=100)
+    stream_consume(consumer="beacon-demo", max_seconds=60, block_ms=100)
     timeline.apply(delivery_id=delivery_id)
     user_agents_parse(limit=10_000)
     return requests
