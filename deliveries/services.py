@@ -59,8 +59,8 @@ from deliveries.smtp_errors import classify_exception, is_connection_error
 from profiles.emails import email_domain
 from profiles.models import EmailFormat, EmailStatus, List, Profile
 from profiles.services import normalize_email, profile_record_bounce
-from tracking.models import TrackedUrl, TrackingMode
-from tracking.tokens import Purpose, make_token
+from deliveries.models import TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, make_token
 
 logger = logging.getLogger(__name__)
 

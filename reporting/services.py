@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from beacon.exceptions import NotFound, TransitionNotAllowed
-from deliveries.models import Delivery, DeliveryStatus, FailureType, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryStatus, FailureType, Message, MessageStatus, TrackedUrl
 from profiles.emails import email_domain_expression, email_domain_sql
 from profiles.models import EmailStatus
 from reporting.models import (
@@ -46,7 +46,7 @@ from reporting.models import (
     TimeBucketRollup,
     UserAgentRollup,
 )
-from tracking.models import TrackedUrl, TrackingEvent
+from tracking.models import TrackingEvent
 
 STATE_NAME = "events"
 BATCH_SIZE = 100_000

@@ -12,12 +12,12 @@ from django.views.decorators.http import require_POST
 
 from beacon.exceptions import NotFound, ServiceError
 from deliveries import services as delivery_services
-from deliveries.models import DeliveryStatus, Message, MessageStatus
+from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, make_token, tracking_url
 from reporting import charts, selectors
 from reporting.api import table_csv
 from reporting.services import delivery_recompute
-from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
-from tracking.tokens import Purpose, make_token, tracking_url
+from tracking.models import EventType, UserAgent
 
 # Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
 # images; it can be framed by Beacon's own pages only.

@@ -19,13 +19,13 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from deliveries.models import MessageStatus
+from deliveries.models import MessageStatus, TrackingMode
 from deliveries.selectors import delivery_messages, delivery_tracked_urls
+from deliveries.tokens import Purpose, make_token
 from tracking import ingest
 from profiles.models import Profile
-from tracking.models import EventType, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 from tracking.services import user_agents_parse
-from tracking.tokens import Purpose, make_token
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -21,11 +21,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from deliveries.models import TrackingMode
+from deliveries.tokens import Purpose, read_token
 from tracking import lookups, machine
 from tracking.ingest import EventNotStored, event_payload, event_submit
-from tracking.models import EventType, TrackingMode
+from tracking.models import EventType
 from tracking.randomness import random_bytes
-from tracking.tokens import Purpose, read_token
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,19 @@ from django.utils import timezone
 
 from beacon.exceptions import TransitionNotAllowed
 from deliveries import services
-from deliveries.models import DeliveryAuditEntry, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
+from deliveries.models import (
+    DeliveryAuditEntry,
+    DeliveryStatus,
+    FailureReason,
+    FailureType,
+    Message,
+    MessageStatus,
+    TrackedUrl,
+    TrackingMode,
+)
+from deliveries.tokens import Purpose, read_token
 from profiles.models import EmailFormat, EmailStatus
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, UserFactory
-from tracking.models import TrackedUrl, TrackingMode
-from tracking.tokens import Purpose, read_token
 
 pytestmark = pytest.mark.django_db
 

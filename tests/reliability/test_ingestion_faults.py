@@ -12,11 +12,11 @@ import redis
 from django.db import DatabaseError, connection
 from django.test import Client
 
+from deliveries.tokens import Purpose, make_token
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
 from tests.reliability.conftest import database_down, free_port
 from tracking import ingest
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.models import DeliveryStatus
+from deliveries.models import DeliveryStatus, TrackedUrl, TrackingMode
 from reporting import services
 from reporting.models import (
     ClickStreamRollup,
@@ -26,7 +26,7 @@ from reporting.selectors import REPORT_NAMES, report_get
 from reporting.services import delivery_recompute, events_consolidate, reports_refresh
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserAgentFactory
 from tests.reporting.conftest import T0, make_event
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 
 ROLLUPS = (
     DeliveryRollup, DomainRollup, TimeBucketRollup, LinkRollup, ClickStreamRollup, UserAgentRollup, MessageRollup,

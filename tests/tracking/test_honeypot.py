@@ -9,13 +9,14 @@ from django.core import mail
 from django.test import Client
 
 from deliveries import services as delivery_services
+from deliveries.models import TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, read_token
 from profiles.models import EmailFormat
 from reporting.services import events_consolidate
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
 from tests.tracking.conftest import BROWSER, PUBLIC
 from tracking import ingest, machine
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
-from tracking.tokens import Purpose, read_token
+from tracking.models import EventType, TrackingEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,11 +5,11 @@ import pytest
 import redis
 from django.db import OperationalError
 
+from deliveries.tokens import Purpose, make_token
 from tests.tracking.conftest import BROWSER
 from tests.factories import TrackedUrlFactory
 from tracking import ingest
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 
 pytestmark = pytest.mark.django_db
 
