@@ -21,7 +21,7 @@ from deliveries.models import (
     TrackedUrl,
     TrackingMode,
 )
-from deliveries.services.lifecycle import AuditAction, _audit, _locked, _transition
+from deliveries.services.lifecycle import Actor, AuditAction, _audit, _locked, _transition
 from deliveries.services.rendering import _check_renders, _prepare
 from profiles.models import EmailStatus, Profile
 from profiles.services import normalize_email
@@ -105,7 +105,7 @@ def _create_audience_messages(delivery: Delivery) -> tuple[int, Counter]:
     return population, excluded
 
 
-def delivery_analyze(*, delivery_id: int, actor=None) -> Delivery:
+def delivery_analyze(*, delivery_id: int, actor: Actor = None) -> Delivery:
     """Target analysis: checks the content, finds its links, builds the delivery log.
 
     A template error leaves the delivery in draft with `analysis_error` set and raises a 400.

@@ -7,7 +7,10 @@ failed | cancelled. Every change happens under `select_for_update()` in `transac
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -17,6 +20,9 @@ from beacon.exceptions import NotFound, TransitionNotAllowed
 from deliveries.content import ContentError, prepare_content
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
 from profiles.models import List
+
+# Who acts on a delivery: a user, or nobody (a task); an anonymous user is recorded as nobody.
+Actor = AbstractBaseUser | AnonymousUser | None
 
 S = DeliveryStatus
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -44,7 +50,7 @@ class AuditAction:
     PROOF = "proof"
 
 
-def _audit(delivery: Delivery, action: str, actor=None, **details) -> None:
+def _audit(delivery: Delivery, action: str, actor: Actor = None, **details: Any) -> None:
     DeliveryAuditEntry.objects.create(
         delivery=delivery, action=action, actor=actor if getattr(actor, "pk", None) else None, details=details
     )
@@ -117,7 +123,7 @@ def _validate(delivery: Delivery) -> None:
     )
 
 
-def delivery_save(*, delivery: Delivery, actor=None, changed: list[str] | None = None) -> Delivery:
+def delivery_save(*, delivery: Delivery, actor: Actor = None, changed: list[str] | None = None) -> Delivery:
     """Saves a delivery edited as a whole (the admin form): a new one is created, an existing one must
     still be editable and goes back to draft."""
     _validate(delivery)
@@ -136,7 +142,7 @@ def delivery_save(*, delivery: Delivery, actor=None, changed: list[str] | None =
     return delivery
 
 
-def delivery_create(*, actor=None, lists: list[List] | None = None, **fields) -> Delivery:
+def delivery_create(*, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
     delivery = Delivery(**fields, created_by=actor if getattr(actor, "pk", None) else None)
     _validate(delivery)
     with transaction.atomic():
@@ -147,7 +153,7 @@ def delivery_create(*, actor=None, lists: list[List] | None = None, **fields) ->
     return delivery
 
 
-def delivery_update(*, delivery_id: int, actor=None, lists: list[List] | None = None, **fields) -> Delivery:
+def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
     """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again)."""
     with transaction.atomic():
         delivery = _locked(delivery_id)
@@ -167,7 +173,7 @@ def delivery_update(*, delivery_id: int, actor=None, lists: list[List] | None = 
     return delivery
 
 
-def delivery_delete(*, delivery_id: int, actor=None) -> None:
+def delivery_delete(*, delivery_id: int, actor: Actor = None) -> None:
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status not in EDITABLE_STATUSES:
@@ -178,7 +184,7 @@ def delivery_delete(*, delivery_id: int, actor=None) -> None:
 # --- Sending, pause, resume, cancel ---------------------------------------------------------------
 
 
-def delivery_send(*, delivery_id: int, actor=None) -> Delivery:
+def delivery_send(*, delivery_id: int, actor: Actor = None) -> Delivery:
     """Starts sending an analyzed delivery; the batches run in Celery."""
     with transaction.atomic():
         delivery = _locked(delivery_id)
@@ -192,7 +198,7 @@ def delivery_send(*, delivery_id: int, actor=None) -> Delivery:
     return delivery
 
 
-def delivery_pause(*, delivery_id: int, actor=None) -> Delivery:
+def delivery_pause(*, delivery_id: int, actor: Actor = None) -> Delivery:
     with transaction.atomic():
         delivery = _locked(delivery_id)
         _transition(delivery, DeliveryStatus.PAUSED, action="pause")
@@ -201,7 +207,7 @@ def delivery_pause(*, delivery_id: int, actor=None) -> Delivery:
     return delivery
 
 
-def delivery_resume(*, delivery_id: int, actor=None) -> Delivery:
+def delivery_resume(*, delivery_id: int, actor: Actor = None) -> Delivery:
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status != DeliveryStatus.PAUSED:
@@ -213,7 +219,7 @@ def delivery_resume(*, delivery_id: int, actor=None) -> Delivery:
     return delivery
 
 
-def delivery_cancel(*, delivery_id: int, actor=None) -> Delivery:
+def delivery_cancel(*, delivery_id: int, actor: Actor = None) -> Delivery:
     with transaction.atomic():
         delivery = _locked(delivery_id)
         _transition(delivery, DeliveryStatus.CANCELLED, action="cancel")

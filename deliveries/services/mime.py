@@ -7,6 +7,7 @@ from email.policy import Compat32
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
 
 from deliveries.models import Delivery, Message
 from deliveries.services.rendering import SendContent
@@ -60,7 +61,9 @@ class PreparedEmail(EmailMultiAlternatives):
         return self._mime if self._mime is not None else super().message()
 
 
-def _email_for(delivery: Delivery, content: SendContent, message: Message, connection) -> PreparedEmail:
+def _email_for(
+    delivery: Delivery, content: SendContent, message: Message, connection: BaseEmailBackend | None
+) -> PreparedEmail:
     rendered, unsubscribe_url = content.render_with_unsubscribe(
         message_id=message.id, profile=message.profile, text_only=message.email_format == EmailFormat.TEXT
     )

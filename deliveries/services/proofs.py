@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
 
 from beacon.exceptions import NotFound, ServiceError
@@ -16,14 +17,16 @@ from deliveries.content import (
     render_url_with_context,
 )
 from deliveries.models import Delivery
-from deliveries.services.lifecycle import AuditAction, _audit
+from deliveries.services.lifecycle import Actor, AuditAction, _audit
 from deliveries.smtp_errors import classify_exception
 from profiles.models import Profile
 
 MAX_PROOF_ADDRESSES = 20
 
 
-def delivery_proof(*, delivery_id: int, emails: list[str], actor=None, connection=None) -> int:
+def delivery_proof(
+    *, delivery_id: int, emails: list[str], actor: Actor = None, connection: BaseEmailBackend | None = None
+) -> int:
     """Sends the delivery to the given addresses as a proof: not counted, no delivery log rows.
 
     Personalized with the first recipient of the delivery's lists (or a blank profile); links keep

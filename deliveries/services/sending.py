@@ -15,10 +15,11 @@ import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import CharField, F, Q, Value
 from django.db.models.functions import Cast, Concat
@@ -45,7 +46,7 @@ SENDING_SWITCH_INTERVAL = 0.001
 CLAIM_LEASE = timedelta(minutes=15)
 
 
-def _recover_claims(delivery_id: int, task_id: str, now) -> int:
+def _recover_claims(delivery_id: int, task_id: str, now: datetime) -> int:
     """Settles messages a dead execution left behind; returns how many became `interrupted`."""
     stale = now - CLAIM_LEASE
     mine_or_stale = Message.objects.filter(delivery_id=delivery_id).exclude(claimed_by="").filter(
@@ -91,7 +92,7 @@ class _Outcome:
     bounce_hard: bool | None = None
 
 
-def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at) -> None:
+def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: datetime) -> None:
     """Writes one flush group's results: one UPDATE for the sent ones, counters with F()."""
     sent_ids = [o.message.id for o in outcomes if o.message.status == MessageStatus.SENT]
     failed = [o.message for o in outcomes if o.message.status == MessageStatus.FAILED]
@@ -146,7 +147,7 @@ def _failed(message: Message, exc: BaseException) -> _Outcome:
     return outcome
 
 
-def _hand_over(message: Message, email: EmailMessage, connection) -> _Outcome:
+def _hand_over(message: Message, email: EmailMessage, connection: BaseEmailBackend) -> _Outcome:
     """Runs on the batch's sending thread: the only code that talks to the backend."""
     try:
         connection.send_messages([email])
@@ -162,11 +163,13 @@ def _hand_over(message: Message, email: EmailMessage, connection) -> _Outcome:
     return _Outcome(message)
 
 
-def _hand_over_group(items: list[tuple[Message, EmailMessage] | _Outcome], connection) -> list[_Outcome]:
+def _hand_over_group(items: list[tuple[Message, EmailMessage] | _Outcome], connection: BaseEmailBackend) -> list[_Outcome]:
     return [item if isinstance(item, _Outcome) else _hand_over(*item, connection) for item in items]
 
 
-def _submit_group(delivery: Delivery, content: SendContent, group: list[Message], connection, sender: ThreadPoolExecutor) -> Future:
+def _submit_group(
+    delivery: Delivery, content: SendContent, group: list[Message], connection: BaseEmailBackend, sender: ThreadPoolExecutor
+) -> Future:
     """Renders the group here and queues it, whole, on the sending thread: the next group is
     rendered and the previous one recorded while this one goes through the SMTP round trips."""
     items: list[tuple[Message, EmailMessage] | _Outcome] = []
@@ -178,7 +181,9 @@ def _submit_group(delivery: Delivery, content: SendContent, group: list[Message]
     return sender.submit(_hand_over_group, items, connection)
 
 
-def delivery_send_batch(*, delivery_id: int, task_id: str, batch_size: int | None = None, connection=None) -> bool:
+def delivery_send_batch(
+    *, delivery_id: int, task_id: str, batch_size: int | None = None, connection: BaseEmailBackend | None = None
+) -> bool:
     """Sends the next batch of a sending delivery over one connection; True if another batch is due."""
     batch_size = batch_size or settings.BEACON_SEND_BATCH_SIZE
     now = timezone.now()
