@@ -99,7 +99,7 @@ class Message(models.Model):
     failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
     failure_detail = models.TextField(blank=True)
     smtp_message_id = models.CharField(max_length=255, blank=True)
-    # Which task execution claimed the message for sending; see deliveries.services.
+    # Which task execution claimed the message for sending; see deliveries.services.sending.
     claimed_by = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
