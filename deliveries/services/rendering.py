@@ -5,6 +5,8 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
+from django.conf import settings
+
 from beacon.exceptions import ServiceError
 from deliveries.content import (
     HONEYPOT_VARIABLE,
@@ -38,6 +40,7 @@ class SendContent:
     track_opens: bool
     track_clicks: bool
     mirror_page: bool
+    public_url: str
 
     def render(self, *, message_id: int, profile: Profile | None, text_only: bool) -> RenderedMessage:
         return self.render_with_unsubscribe(message_id=message_id, profile=profile, text_only=text_only)[0]
@@ -45,8 +48,12 @@ class SendContent:
     def render_with_unsubscribe(self, *, message_id: int, profile: Profile | None, text_only: bool) -> tuple[RenderedMessage, str]:
         """The message and its opt-out URL (also needed for the List-Unsubscribe header)."""
         profile_values = profile_context(profile)
+        base = self.public_url
         if self.track_clicks:
-            per_link = [tracking_url("r", make_token(Purpose.CLICK, message_id, url_id)) for url_id, _, _ in self.links]
+            per_link = [
+                tracking_url("r", make_token(Purpose.CLICK, message_id, url_id), public_url=base)
+                for url_id, _, _ in self.links
+            ]
         else:
             per_link = [
                 render_url_with_context(url, profile_values) if personalized else url for _, url, personalized in self.links
@@ -54,16 +61,18 @@ class SendContent:
         parsed = self.prepared.parsed
         link_urls = [per_link[index] for index in parsed.html_link_indexes]
         link_urls += [per_link[index] for index in parsed.text_link_indexes]
-        unsubscribe_url = tracking_url("u", make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id))
+        unsubscribe_url = tracking_url("u", make_token(Purpose.UNSUBSCRIBE, message_id, self.optout_url_id), public_url=base)
         extra = {
             UNSUBSCRIBE_VARIABLE: unsubscribe_url,
             MIRROR_VARIABLE: (
-                tracking_url("m", make_token(Purpose.MIRROR, message_id, self.mirror_url_id)) if self.mirror_page else ""
+                tracking_url("m", make_token(Purpose.MIRROR, message_id, self.mirror_url_id), public_url=base)
+                if self.mirror_page
+                else ""
             ),
-            PIXEL_VARIABLE: tracking_url("o", make_token(Purpose.OPEN, message_id)),
+            PIXEL_VARIABLE: tracking_url("o", make_token(Purpose.OPEN, message_id), public_url=base),
             # A text-only recipient gets the HTML as text, where a link with an empty href leaves no trace.
             HONEYPOT_VARIABLE: (
-                tracking_url("r", make_token(Purpose.CLICK, message_id, self.honeypot_url_id))
+                tracking_url("r", make_token(Purpose.CLICK, message_id, self.honeypot_url_id), public_url=base)
                 if self.honeypot_url_id and not text_only
                 else ""
             ),
@@ -94,7 +103,7 @@ def _check_renders(delivery: Delivery, prepared: PreparedContent) -> None:
 
 def _content_key(delivery: Delivery) -> str:
     parts = [delivery.subject, delivery.html, delivery.text, str(delivery.track_opens), str(delivery.track_clicks),
-             str(delivery.mirror_page), str(delivery.analyzed_at)]
+             str(delivery.mirror_page), str(delivery.analyzed_at), settings.BEACON_PUBLIC_URL]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -125,6 +134,7 @@ def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
         track_opens=delivery.track_opens,
         track_clicks=delivery.track_clicks,
         mirror_page=delivery.mirror_page,
+        public_url=settings.BEACON_PUBLIC_URL,
     )
 
 
