@@ -80,8 +80,8 @@ def generate(messages: int, events: int) -> dict:
     """The delivery, its messages, links, user agents and events, written with COPY."""
     from django.db import connection
 
-    from deliveries.models import Delivery, DeliveryStatus
-    from tracking.models import TrackedUrl, TrackingMode, UserAgent
+    from deliveries.models import Delivery, DeliveryStatus, TrackedUrl, TrackingMode
+    from tracking.models import UserAgent
 
     rng = random.Random(4)
     delivery = Delivery.objects.create(
@@ -138,8 +138,8 @@ def generate(messages: int, events: int) -> dict:
 
 def _data_of(delivery_id: int) -> dict:
     """What the measurements need to know of the generated delivery."""
-    from deliveries.models import Message
-    from tracking.models import TrackedUrl, UserAgent
+    from deliveries.models import Message, TrackedUrl
+    from tracking.models import UserAgent
 
     messages = Message.objects.filter(delivery_id=delivery_id).order_by("id")
     urls = list(TrackedUrl.objects.filter(delivery_id=delivery_id).order_by("id"))

@@ -6,8 +6,7 @@ from django.utils.html import format_html
 
 from beacon.exceptions import ServiceError
 from deliveries import services
-from deliveries.models import Delivery, DeliveryAuditEntry, Message
-from tracking.models import TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 
 COUNTERS = ["initial_population", "excluded_by_cause", "to_deliver", "processed", "success", "errors"]
 DATES = ["created_at", "updated_at", "analyzed_at", "sending_started_at", "finished_at"]

@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit
 from bs4 import BeautifulSoup
 from django.template import Context, Engine, Template, TemplateSyntaxError
 
+# For annotations only: this module reads a profile's attributes but needs no model at run time, so it
+# imports without the app registry (no ORM import).
 if TYPE_CHECKING:
     from profiles.models import Profile
 

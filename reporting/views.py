@@ -12,13 +12,13 @@ from django.views.decorators.http import require_POST
 
 from beacon.exceptions import NotFound, ServiceError
 from deliveries.content import is_tracked_link
-from deliveries.models import DeliveryStatus, Message, MessageStatus
+from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, selectors
 from reporting.api import table_csv
 from reporting.consolidation.recompute import delivery_recompute
-from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
-from tracking.tokens import Purpose, make_token, tracking_url
+from tracking.models import EventType, UserAgent
 
 # Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
 # images; it can be framed by Beacon's own pages only.

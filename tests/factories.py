@@ -5,9 +5,9 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List, Profile
-from tracking.models import EventType, TrackedUrl, TrackingEvent, UserAgent
+from tracking.models import EventType, TrackingEvent, UserAgent
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -19,12 +19,12 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from deliveries.models import MessageStatus
+from deliveries.models import MessageStatus, TrackingMode
 from deliveries.selectors import delivery_messages, delivery_tracked_urls
+from deliveries.tokens import Purpose, make_token
 from profiles.models import Profile
 from tracking.ingest.consumer import stream_consume
-from tracking.models import EventType, TrackingEvent, TrackingMode
-from tracking.tokens import Purpose, make_token
+from tracking.models import EventType, TrackingEvent
 from tracking.user_agents import user_agents_parse
 
 IPHONE = (

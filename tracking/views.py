@@ -21,15 +21,15 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from deliveries.models import Message
+from deliveries.models import Message, TrackingMode
 from deliveries.services import message_render
+from deliveries.tokens import Purpose, read_token
 from tracking import lookups, machine
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored, event_submit
-from tracking.models import EventType, TrackingMode
+from tracking.models import EventType
 from tracking.randomness import random_bytes
 from tracking.services import message_opt_out
-from tracking.tokens import Purpose, read_token
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ which is what lets the merges write `SELECT b.*` and `INSERT INTO <rollup> (...)
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from deliveries.models import Delivery
+from deliveries.models import Delivery, TrackedUrl, TrackingMode
 from reporting.consolidation.sql import Table, add_counts, literal
 from reporting.models import (
     ClickStreamRollup,
@@ -17,7 +17,7 @@ from reporting.models import (
     TimeBucketRollup,
     UserAgentRollup,
 )
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 
 EVENTS = Table(TrackingEvent)
 DELIVERIES = Table(Delivery)

@@ -2,6 +2,7 @@
 and URL, whose appearing or moving earlier moves the distinct clicks per key and the click streams."""
 from collections import Counter
 
+from deliveries.models import TrackedUrl
 from reporting.consolidation import sql
 from reporting.consolidation.batch import (
     BATCH,
@@ -15,7 +16,6 @@ from reporting.consolidation.batch import (
 )
 from reporting.consolidation.sql import Table
 from reporting.models import LinkKind, MessageLinkRollup
-from tracking.models import TrackedUrl
 
 ROLLUP = Table(MessageLinkRollup)
 KEY_LENGTH = 300

@@ -12,6 +12,7 @@ import redis
 from django.db import DatabaseError, connection
 from django.test import Client
 
+from deliveries.tokens import Purpose, make_token
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
 from tests.reliability.conftest import database_down, free_port
 from tracking.ingest import handoff
@@ -19,7 +20,6 @@ from tracking.ingest.consumer import stream_consume_batch
 from tracking.ingest.handoff import journals_flush
 from tracking.ingest.spool import spool_replay
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.models import DeliveryStatus
+from deliveries.models import DeliveryStatus, TrackedUrl, TrackingMode
 from reporting.consolidation import pointer, recompute
 from reporting.consolidation.pointer import events_consolidate
 from reporting.consolidation.recompute import delivery_recompute
@@ -28,7 +28,7 @@ from reporting.selectors import REPORT_NAMES, report_get
 from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserAgentFactory
 from tests.reporting.conftest import T0, make_event
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 
 ROLLUPS = (
     DeliveryRollup, DomainRollup, TimeBucketRollup, LinkRollup, ClickStreamRollup, UserAgentRollup, MessageRollup,

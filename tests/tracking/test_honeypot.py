@@ -9,6 +9,8 @@ from django.core import mail
 from django.test import Client
 
 from deliveries import services as delivery_services
+from deliveries.models import TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, read_token
 from profiles.models import EmailFormat
 from reporting.consolidation.pointer import events_consolidate
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
@@ -17,8 +19,7 @@ from tracking import machine
 from tracking.ingest.consumer import stream_consume_batch
 from tracking.ingest.event import Event, new_event
 from tracking.ingest.store import events_store
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
-from tracking.tokens import Purpose, read_token
+from tracking.models import EventType, TrackingEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,6 +5,7 @@ import pytest
 import redis
 from django.db import OperationalError
 
+from deliveries.tokens import Purpose, make_token
 from tests.tracking.conftest import BROWSER
 from tests.factories import TrackedUrlFactory
 from tracking.ingest import consumer, store
@@ -14,7 +15,6 @@ from tracking.ingest.handoff import journals_flush
 from tracking.ingest.spool import spool_replay
 from tracking.ingest.store import COPY_THRESHOLD, events_store
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ def test_the_beat_schedule_names_registered_tasks():
 
 
 def test_consume_task_drains_the_stream(settings, redis_url, sent_message, client):
-    from tracking.tokens import Purpose, make_token
+    from deliveries.tokens import Purpose, make_token
 
     settings.BEACON_EVENT_REDIS_URL = redis_url
     for _ in range(3):
