@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "deliveries",
     "tracking",
     "reporting",
+    "demo",
 ]
 
 MIDDLEWARE = [

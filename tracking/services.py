@@ -3,9 +3,10 @@
 Events are stored by ``tracking.ingest``, user agents parsed by ``tracking.user_agents``.
 """
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import DatabaseError, transaction
+from django.db.models import F
 
 from profiles.services import profile_opt_out
 from tracking import lookups
@@ -41,6 +42,14 @@ def message_opt_out(*, message_id: int, tracked_url_id: int | None, user_agent: 
             events_store([event])
     except DatabaseError as exc:
         raise EventNotStored from exc
+
+
+def events_move(*, delivery_id: int, logged_from: datetime, logged_to: datetime, by: timedelta) -> int:
+    """Moves the logged time of the delivery's events logged in [logged_from, logged_to] by `by` (demo data,
+    whose activity is made now and moved to when it plays); returns how many moved."""
+    return TrackingEvent.objects.filter(
+        delivery_id=delivery_id, logged_at__range=(logged_from, logged_to)
+    ).update(logged_at=F("logged_at") + by)
 
 
 def events_delete(*, event_ids: list[int]) -> int:

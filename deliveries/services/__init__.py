@@ -7,12 +7,14 @@
 - `sending`: the batch pipeline, at most once per recipient;
 - `proofs`: proof sends;
 - `tracked_urls`: edits of a delivery's links;
-- `counters`: a delivery's counters rebuilt from its delivery log (for a recompute).
+- `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
+- `backdating`: demo data, a delivery as if sent some time ago.
 
 Callers use the names below (`from deliveries import services`); the underscored helpers the modules
 share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analyze
+from deliveries.services.backdating import delivery_backdate
 from deliveries.services.counters import delivery_counters_recount
 from deliveries.services.lifecycle import (
     EDITABLE_STATUSES,
@@ -38,6 +40,7 @@ __all__ = [
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
     "delivery_analyze",
+    "delivery_backdate",
     "delivery_cancel",
     "delivery_counters_recount",
     "delivery_create",
