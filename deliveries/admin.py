@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 from deliveries import services
 from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 
@@ -88,7 +88,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             try:
                 service(delivery_id=delivery.pk, actor=request.user)
                 succeeded += 1
-            except (ServiceError, ValidationError) as exc:
+            except (NotFound, ServiceError, ValidationError) as exc:
                 self.message_user(request, f"{delivery.label}: {getattr(exc, 'message', exc)}", messages.ERROR)
         if succeeded:
             self.message_user(request, f"{succeeded} deliver{'y' if succeeded == 1 else 'ies'} {done}.")

@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from beacon.exceptions import NotFound, ServiceError
+from beacon.exceptions import ServiceError
 from deliveries import services
 from deliveries.models import DeliveryStatus
 
@@ -34,8 +34,6 @@ def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> Http
         raise Http404("No such action.")
     try:
         DELIVERY_ACTIONS[action](delivery_id=delivery_id, actor=request.user)
-    except NotFound:
-        raise Http404("No such delivery.") from None
     except ServiceError as error:
         messages.error(request, error.message)
     except ValidationError as error:

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 from reporting.models import ConsolidationState, DeliveryReport
 from reporting.consolidation.recompute import delivery_recompute
 
@@ -26,7 +26,7 @@ class DeliveryReportAdmin(admin.ModelAdmin):
         for delivery in queryset:
             try:
                 delivery_recompute(delivery_id=delivery.pk)
-            except ServiceError as error:
+            except (NotFound, ServiceError) as error:
                 self.message_user(request, f"{delivery.label}: {error.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{delivery.label}: indicators recomputed.", messages.SUCCESS)

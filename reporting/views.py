@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
-from beacon.exceptions import NotFound, ServiceError
+from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
 from deliveries.tokens import Purpose, make_token, tracking_url
@@ -37,13 +37,6 @@ REPORT_TITLES = {
     "bounces": "Non-deliverables and bounces",
     "throughput": "Delivery throughput",
 }
-
-
-def _delivery_or_404(delivery_id: int):
-    try:
-        return selectors.delivery_get(delivery_id=delivery_id)
-    except NotFound:
-        raise Http404("No such delivery.") from None
 
 
 def _humans_only(request: HttpRequest) -> bool:
@@ -76,12 +69,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
-    return JsonResponse(selectors.delivery_progress(delivery=_delivery_or_404(delivery_id)))
+    return JsonResponse(selectors.delivery_progress(delivery=selectors.delivery_get(delivery_id=delivery_id)))
 
 
 @login_required
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
     summary = selectors.report_summary(delivery=delivery)
     indicators = selectors.report_indicators(delivery=delivery, humans_only=humans_only)
@@ -106,7 +99,7 @@ def _time_chart(statistics: dict):
 
 @login_required
 def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     status = request.GET.get("status", "")
     if status not in MessageStatus.values:
         status = ""
@@ -128,7 +121,7 @@ def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     event_type = request.GET.get("type", "")
     if event_type not in EventType.values:
         event_type = ""
@@ -154,7 +147,7 @@ def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     return _tab(request, delivery, "audit", "reporting/delivery_audit.html", {
         "entries": selectors.delivery_audit(delivery_id=delivery.pk),
     })
@@ -162,7 +155,7 @@ def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     name = request.GET.get("report") or "indicators"
     if name not in selectors.REPORTS:
         raise Http404("No such report.")
@@ -230,7 +223,7 @@ def _report_charts(name: str, data: dict) -> list:
 
 @login_required
 def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     if name not in selectors.REPORTS:
         raise Http404("No such report.")
     try:
@@ -248,8 +241,6 @@ def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> Ht
 def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpResponse:
     try:
         delivery_recompute(delivery_id=delivery_id)
-    except NotFound:
-        raise Http404("No such delivery.") from None
     except ServiceError as error:
         messages.error(request, error.message)
     else:
@@ -284,7 +275,7 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
 @login_required
 @xframe_options_sameorigin
 def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     data = selectors.report_hot_clicks(delivery=delivery, humans_only=_humans_only(request))
     response = HttpResponse(hot_clicks_document(delivery.html, data["links"]), content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = HOT_CLICKS_CSP
