@@ -357,7 +357,7 @@ def run(args) -> int:
     from django.test import Client
 
     from reporting.models import ConsolidationGap, ConsolidationState, DeliveryRollup
-    from reporting.selectors import REPORT_NAMES
+    from reporting.reports import REPORT_NAMES
     from reporting.consolidation.pointer import STATE_NAME, events_consolidate
     from reporting.consolidation.recompute import delivery_recompute
     from tests.factories import UserFactory

@@ -9,8 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from beacon.exceptions import ServiceError
-from reporting.selectors import REPORT_NAMES, report_get, report_table
 from reporting.consolidation.recompute import delivery_recompute
+from reporting.reports import REPORT_NAMES, report_get
+from reporting.reports.tables import report_table
 
 MACHINE_CHOICES = {"exclude": True, "include": False}
 

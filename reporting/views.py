@@ -15,9 +15,13 @@ from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
 from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.views import ACTIONS_BY_STATUS
-from reporting import charts, selectors
+from reporting import charts, reports, selectors
 from reporting.api import table_csv
 from reporting.consolidation.recompute import delivery_recompute
+from reporting.reports.indicators import report_indicators, report_summary
+from reporting.reports.links import report_hot_clicks
+from reporting.reports.tables import report_table
+from reporting.reports.time_series import GRANULARITIES, report_statistics
 from tracking.models import EventType, UserAgent
 
 # Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
@@ -76,9 +80,9 @@ def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
-    summary = selectors.report_summary(delivery=delivery)
-    indicators = selectors.report_indicators(delivery=delivery, humans_only=humans_only)
-    statistics = selectors.report_statistics(delivery=delivery, humans_only=humans_only, params={"granularity": "hour"})
+    summary = report_summary(delivery=delivery)
+    indicators = report_indicators(delivery=delivery, humans_only=humans_only)
+    statistics = report_statistics(delivery=delivery, humans_only=humans_only, params={"granularity": "hour"})
     return _tab(request, delivery, "summary", "reporting/delivery_summary.html", {
         "summary": summary,
         "indicators": indicators,
@@ -157,14 +161,14 @@ def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
 def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     name = request.GET.get("report") or "indicators"
-    if name not in selectors.REPORTS:
+    if name not in reports.REPORTS:
         raise Http404("No such report.")
     humans_only = _humans_only(request)
     try:
-        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only, params=request.GET)
+        data = reports.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only, params=request.GET)
     except ValidationError as error:
         messages.error(request, "; ".join(f"{field}: {' '.join(errors)}" for field, errors in error.message_dict.items()))
-        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only)
+        data = reports.report_get(delivery_id=delivery.pk, name=name, humans_only=humans_only)
     query = request.GET.copy()
     query.pop("machine", None)
     query["report"] = name
@@ -172,7 +176,7 @@ def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "report": name,
         "report_titles": REPORT_TITLES,
         "report_title": REPORT_TITLES[name],
-        "granularities": list(selectors.GRANULARITIES),
+        "granularities": list(GRANULARITIES),
         "group_bys": ["url", "label", "category"],
         "time_to": [
             (row["percent"], duration_text(row["opens_seconds"]), duration_text(row["clicks_seconds"]))
@@ -224,13 +228,13 @@ def _report_charts(name: str, data: dict) -> list:
 @login_required
 def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
-    if name not in selectors.REPORTS:
+    if name not in reports.REPORTS:
         raise Http404("No such report.")
     try:
-        data = selectors.report_get(delivery_id=delivery.pk, name=name, humans_only=_humans_only(request), params=request.GET)
+        data = reports.report_get(delivery_id=delivery.pk, name=name, humans_only=_humans_only(request), params=request.GET)
     except ValidationError as error:
         return HttpResponse("; ".join(error.messages), status=400, content_type="text/plain")
-    header, rows = selectors.report_table(name, data)
+    header, rows = report_table(name, data)
     response = HttpResponse(table_csv(header, rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="delivery-{delivery.pk}-{name}.csv"'
     return response
@@ -276,7 +280,7 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
 @xframe_options_sameorigin
 def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
-    data = selectors.report_hot_clicks(delivery=delivery, humans_only=_humans_only(request))
+    data = report_hot_clicks(delivery=delivery, humans_only=_humans_only(request))
     response = HttpResponse(hot_clicks_document(delivery.html, data["links"]), content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = HOT_CLICKS_CSP
     response["X-Content-Type-Options"] = "nosniff"

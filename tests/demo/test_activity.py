@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, Message
 from profiles.models import EmailStatus, Profile
-from reporting import selectors as reports
+from reporting.reports import deliverability, indicators, time_series
 from tracking import machine
 from tracking.models import EventType, TrackingEvent, UserAgent
 
@@ -59,13 +59,13 @@ def test_demo_delivery_was_sent_days_ago_and_its_activity_decays_over_the_follow
     assert events.filter(is_machine=False, logged_at__gt=sent_at + timedelta(days=1)).exists()
 
     # Consolidated at once: the hourly series spreads over many hours, most opens in the first day.
-    statistics = reports.report_statistics(delivery=delivery, params={"granularity": "hour"})
+    statistics = time_series.report_statistics(delivery=delivery, params={"granularity": "hour"})
     opening_hours = [row["start"] for row in statistics["series"] if row["opens"]]
     assert len(opening_hours) >= 10
     first_day = sum(row["opens"] for row in statistics["series"] if row["start"] < sent_at + timedelta(days=1))
     assert statistics["totals"]["opens"] == events.filter(type=EventType.OPEN, is_machine=False).count()
     assert first_day > statistics["totals"]["opens"] / 2
     assert first_day < statistics["totals"]["opens"]
-    throughput = reports.report_throughput(delivery=delivery)
+    throughput = deliverability.report_throughput(delivery=delivery)
     assert [hour["hour"] for hour in throughput["hours"]] == [sent_at.replace(minute=0, second=0, microsecond=0)]
-    assert reports.report_indicators(delivery=delivery)["total_clicks"] > 5
+    assert indicators.report_indicators(delivery=delivery)["total_clicks"] > 5

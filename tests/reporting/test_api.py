@@ -6,7 +6,7 @@ import pytest
 from django.urls import resolve
 from rest_framework.test import APIClient
 
-from reporting.selectors import REPORT_NAMES
+from reporting.reports import REPORT_NAMES
 from reporting.statistics import reports_refresh
 
 

@@ -24,7 +24,7 @@ from reporting.models import (
     TimeBucketRollup,
     UserAgentRollup,
 )
-from reporting.selectors import REPORT_NAMES, report_get
+from reporting.reports import REPORT_NAMES, report_get
 from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserAgentFactory
 from tests.reporting.conftest import T0, make_event

@@ -11,7 +11,8 @@ import datetime as dt
 
 import pytest
 
-from reporting.selectors import percent, report_get
+from reporting.percentages import percent
+from reporting.reports import report_get
 from reporting.statistics import reports_refresh
 from deliveries.models import DeliveryStatus
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory

@@ -7,7 +7,7 @@ from django.utils import timezone
 from beacon.exceptions import TransitionNotAllowed
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.retention import events_purge_expired
-from reporting.selectors import REPORT_NAMES, report_get
+from reporting.reports import REPORT_NAMES, report_get
 from reporting.statistics import reports_refresh
 from reporting.tasks import purge_expired_events, refresh_reports
 from tracking.models import EventType, TrackingEvent

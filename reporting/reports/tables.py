@@ -1,0 +1,42 @@
+"""The CSV table of each report: a header and rows, from the report's data."""
+from reporting.reports.time_series import SERIES_COUNTERS
+
+INDICATOR_COLUMNS = (
+    "to_deliver", "success", "distinct_opens", "total_opens", "distinct_clicks", "distinct_click_persons",
+    "total_clicks", "estimated_forwards", "raw_reactivity", "estimated_reactivity", "opt_outs", "mirror_page_views",
+)
+
+
+def report_table(name: str, data: dict) -> tuple[list[str], list[list]]:
+    """The CSV table of a report: a header and rows."""
+    if name == "summary":
+        rows = [[key, data[key]] for key in ("initial_population", "excluded", "to_deliver", "processed", "success", "errors", "new_quarantines")]
+        rows += [[f"excluded: {row['cause']}", row["recipients"]] for row in data["excluded_by_cause"]]
+        return ["indicator", "value"], rows
+    if name == "indicators":
+        rows = [["(all)", *(data[c] for c in INDICATOR_COLUMNS)]]
+        rows += [[row["domain"], *(row[c] for c in INDICATOR_COLUMNS)] for row in data["by_domain"]]
+        return ["domain", *INDICATOR_COLUMNS], rows
+    if name == "statistics":
+        return ["start", *SERIES_COUNTERS], [[row["start"].isoformat(), *(row[c] for c in SERIES_COUNTERS)] for row in data["series"]]
+    if name == "urls":
+        return (
+            [data["group_by"], "url", "clicks", "distinct_clicks", "share"],
+            [[row["name"], row.get("url", ""), row["clicks"], row["distinct_clicks"], row["share"]] for row in data["links"]],
+        )
+    if name == "hot-clicks":
+        columns = ["position", "url", "label", "clicks", "share"]
+        return columns, [[row[c] for c in columns] for row in data["links"]]
+    if name == "opens-breakdown":
+        rows = [
+            [scope, facet, row["name"], row["opens"], row["share"]]
+            for scope in ("all", "mobile")
+            for facet in ("os", "device", "browser")
+            for row in data[scope][facet]
+        ]
+        return ["devices", "facet", "name", "opens", "share"], rows
+    if name == "bounces":
+        columns = ["failure_type", "failure_reason", "messages", "share"]
+        return columns, [[row[c] for c in columns] for row in data["by_reason"]]
+    columns = ["hour", "success", "errors", "total"]
+    return columns, [[row["hour"].isoformat(), row["success"], row["errors"], row["total"]] for row in data["hours"]]
