@@ -2,12 +2,14 @@
 
 Every error answer is `{"detail": "...", "code": "...", "fields": {field: [messages]}}`.
 """
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 
 
 def _as_field_errors(detail) -> dict:
@@ -17,6 +19,8 @@ def _as_field_errors(detail) -> dict:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, NotFound):
+        return Response({"detail": exc.message, "code": exc.code, "fields": {}}, status=exc.status_code)
     if isinstance(exc, ServiceError):
         return Response(
             {"detail": exc.message, "code": exc.code, "fields": exc.fields}, status=exc.status_code
@@ -26,6 +30,11 @@ def exception_handler(exc, context):
         return Response(
             {"detail": "Invalid input.", "code": "invalid", "fields": fields}, status=status.HTTP_400_BAD_REQUEST
         )
+    # Django's own exceptions, as DRF would translate them, so that their code is DRF's too.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -22,8 +22,14 @@ class TransitionNotAllowed(ServiceError):
         super().__init__(message, code=code)
 
 
-class NotFound(ServiceError):
+class NotFound(Exception):
+    """The object the service was asked for does not exist: a 404 page in the pages (`beacon.errors`), a
+    JSON 404 in the API (`beacon.api`). Not a ServiceError, so that a view's `except ServiceError` (a
+    refusal shown as a message) never swallows it."""
+
     status_code = 404
+    code = "not_found"
 
     def __init__(self, message: str = "Not found.") -> None:
-        super().__init__(message, code="not_found")
+        super().__init__(message)
+        self.message = message

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "deliveries",
     "tracking",
     "reporting",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),
     path("api/", include("reporting.api_urls")),
+    path("", include("deliveries.urls")),
     path("", include("reporting.urls")),
 ]

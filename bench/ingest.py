@@ -4,13 +4,12 @@
 
 Fills the stream of a private redis-server with realistic click and open payloads (as the handlers
 write them: many messages and links, a few dozen user agents), then runs the real consumer
-(`tracking.ingest.stream_consume_batch`: read a batch in the consumer group, one bulk INSERT ... ON
+(`tracking.ingest.consumer.stream_consume_batch`: read a batch in the consumer group, one bulk INSERT ... ON
 CONFLICT DO NOTHING, burst and honeypot-client checks, commit, XACK + XDEL) until the stream is
 drained, and reports events stored per second of consumer wall time. Uses the PostgreSQL database `beacon_bench_tracking`
 (created if missing; its events table is emptied first). Writes its section of bench/RESULTS.md.
 """
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -54,7 +53,7 @@ def fill_stream(redis_url: str, count: int) -> None:
     import redis
     from django.conf import settings
 
-    from tracking.ingest import event_payload
+    from tracking.ingest.event import new_event
 
     rng = random.Random(1)
     client = redis.Redis.from_url(redis_url)
@@ -62,7 +61,7 @@ def fill_stream(redis_url: str, count: int) -> None:
     for number in range(count):
         message_id = rng.randrange(1, 500_000)
         is_click = rng.random() < 0.4
-        event = event_payload(
+        event = new_event(
             type="click" if is_click else "open",
             delivery_id=1 + message_id % 20,
             message_id=message_id,
@@ -73,7 +72,7 @@ def fill_stream(redis_url: str, count: int) -> None:
             browser_id=f"{rng.getrandbits(128):032x}",
             machine_reason="scanner" if rng.random() < 0.03 else "",
         )
-        pipe.xadd(settings.BEACON_EVENT_STREAM, {"e": json.dumps(event, separators=(",", ":"))})
+        pipe.xadd(settings.BEACON_EVENT_STREAM, {"e": event.to_wire()})
         if number % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -81,7 +80,7 @@ def fill_stream(redis_url: str, count: int) -> None:
 
 def consume(redis_url: str, batch_size: int, name: str, results) -> None:
     setup_django(redis_url)
-    from tracking.ingest import stream_consume_batch
+    from tracking.ingest.consumer import stream_consume_batch
 
     stored = 0
     started = time.perf_counter()

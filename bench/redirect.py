@@ -81,10 +81,9 @@ def prepare_click_token() -> str:
     call_command("migrate", verbosity=0)
     from django.conf import settings
 
-    from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus
+    from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus, TrackedUrl
+    from deliveries.tokens import Purpose, make_token
     from profiles.models import Profile
-    from tracking.models import TrackedUrl
-    from tracking.tokens import Purpose, make_token
 
     profile, _ = Profile.objects.get_or_create(email="bench@example.org", defaults={"first_name": "Bench"})
     delivery, _ = Delivery.objects.get_or_create(

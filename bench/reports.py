@@ -80,8 +80,8 @@ def generate(messages: int, events: int) -> dict:
     """The delivery, its messages, links, user agents and events, written with COPY."""
     from django.db import connection
 
-    from deliveries.models import Delivery, DeliveryStatus
-    from tracking.models import TrackedUrl, TrackingMode, UserAgent
+    from deliveries.models import Delivery, DeliveryStatus, TrackedUrl, TrackingMode
+    from tracking.models import UserAgent
 
     rng = random.Random(4)
     delivery = Delivery.objects.create(
@@ -138,8 +138,8 @@ def generate(messages: int, events: int) -> dict:
 
 def _data_of(delivery_id: int) -> dict:
     """What the measurements need to know of the generated delivery."""
-    from deliveries.models import Message
-    from tracking.models import TrackedUrl, UserAgent
+    from deliveries.models import Message, TrackedUrl
+    from tracking.models import UserAgent
 
     messages = Message.objects.filter(delivery_id=delivery_id).order_by("id")
     urls = list(TrackedUrl.objects.filter(delivery_id=delivery_id).order_by("id"))
@@ -159,7 +159,7 @@ def reset_generated(messages: int, events: int) -> dict:
     from reporting.models import (
         ConsolidationGap, ConsolidationState, DeliveryReportState, DomainMessageStats, FailureStats, ThroughputStats,
     )
-    from reporting.services import EVENT_ROLLUPS
+    from reporting.consolidation.recompute import EVENT_ROLLUPS
 
     delivery = Delivery.objects.filter(label=DELIVERY_LABEL).first()
     if delivery is None or Message.objects.filter(delivery=delivery).count() != messages:
@@ -358,7 +358,8 @@ def run(args) -> int:
 
     from reporting.models import ConsolidationGap, ConsolidationState, DeliveryRollup
     from reporting.selectors import REPORT_NAMES
-    from reporting.services import STATE_NAME, delivery_recompute, events_consolidate
+    from reporting.consolidation.pointer import STATE_NAME, events_consolidate
+    from reporting.consolidation.recompute import delivery_recompute
     from tests.factories import UserFactory
 
     call_command("migrate", verbosity=0)

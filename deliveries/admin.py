@@ -5,10 +5,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.admin import RoleAdminMixin
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 from deliveries import services
-from deliveries.models import Delivery, DeliveryAuditEntry, Message
-from tracking.models import TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 
 COUNTERS = ["initial_population", "excluded_by_cause", "to_deliver", "processed", "success", "errors"]
 DATES = ["created_at", "updated_at", "analyzed_at", "sending_started_at", "finished_at"]
@@ -90,7 +89,7 @@ class DeliveryAdmin(RoleAdminMixin, admin.ModelAdmin):
             try:
                 service(delivery_id=delivery.pk, actor=request.user)
                 succeeded += 1
-            except (ServiceError, ValidationError) as exc:
+            except (NotFound, ServiceError, ValidationError) as exc:
                 self.message_user(request, f"{delivery.label}: {getattr(exc, 'message', exc)}", messages.ERROR)
         if succeeded:
             self.message_user(request, f"{succeeded} deliver{'y' if succeeded == 1 else 'ies'} {done}.")

@@ -7,9 +7,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from deliveries import selectors, services
-from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List
-from tracking.models import TrackedUrl
 
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):

@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit
 from bs4 import BeautifulSoup
 from django.template import Context, Engine, Template, TemplateSyntaxError
 
+# For annotations only: this module reads a profile's attributes but needs no model at run time, so it
+# imports without the app registry (no ORM import).
 if TYPE_CHECKING:
     from profiles.models import Profile
 
@@ -92,6 +94,17 @@ def _is_http_url(url: str) -> bool:
     return lowered.startswith("http://") or lowered.startswith("https://")
 
 
+def _is_track_off(tag) -> bool:
+    return str(tag.get("data-track", "")).strip().lower() == "off"
+
+
+def is_tracked_link(tag) -> bool:
+    """Whether analysis tracks this `<a>` or `<area>` tag of the HTML: an http(s) link not tagged
+    `data-track="off"`. Tracked links are numbered from 1 in document order (`FoundLink.position`)."""
+    href = tag.get("href")
+    return href is not None and _is_http_url(href) and not _is_track_off(tag)
+
+
 def _link_label(tag, url: str) -> str:
     label = " ".join(tag.get_text(" ", strip=True).split())
     if not label:
@@ -159,14 +172,14 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
         position = 0
         for tag in soup.find_all(["a", "area"]):
             href = tag.get("href")
-            track_off = str(tag.get("data-track", "")).strip().lower() == "off"
+            track_off = _is_track_off(tag)
             if href is None or tag.sourceline is None:
                 continue
             start = line_starts[tag.sourceline - 1] + tag.sourcepos
             end = _open_tag_end(html, start)
             attrs = dict(tag.attrs)
             attrs.pop("data-track", None)
-            if _is_http_url(href) and not track_off:
+            if is_tracked_link(tag):
                 position += 1
                 url = href.strip()
                 html_indexes.append(len(links))

@@ -1,4 +1,4 @@
-"""Deliveries, their per-recipient messages (the delivery log) and their audit trail."""
+"""Deliveries, their per-recipient messages (the delivery log), their links and their audit trail."""
 from django.conf import settings
 from django.db import models
 
@@ -99,7 +99,7 @@ class Message(models.Model):
     failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
     failure_detail = models.TextField(blank=True)
     smtp_message_id = models.CharField(max_length=255, blank=True)
-    # Which task execution claimed the message for sending; see deliveries.services.
+    # Which task execution claimed the message for sending; see deliveries.services.sending.
     claimed_by = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -123,6 +123,40 @@ class Message(models.Model):
     @property
     def domain(self) -> str:
         return email_domain(self.email)
+
+
+class TrackingMode(models.TextChoices):
+    TRACKED = "tracked", "Tracked"
+    NOT_TRACKED = "not_tracked", "Not tracked"
+    OPT_OUT = "opt_out", "Opt-out"
+    MIRROR = "mirror", "Mirror page"
+    # A link no human sees (hidden in the HTML); any click on it is a machine's. See tracking.machine.
+    HONEYPOT = "honeypot", "Honeypot (hidden)"
+
+
+class TrackedUrl(models.Model):
+    """A link of one delivery [Campaign: trackingUrl]; found at target analysis."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="tracked_urls")
+    url = models.TextField(help_text="May hold {{ profile.<field> }} placeholders, resolved per recipient.")
+    label = models.CharField(max_length=300, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    mode = models.CharField(max_length=16, choices=TrackingMode.choices, default=TrackingMode.TRACKED)
+    # Ordinal of the link in the HTML part (for Hot clicks); null for links only in the text part
+    # and for the opt-out and mirror pseudo-links.
+    position = models.PositiveIntegerField(null=True, blank=True)
+    in_html = models.BooleanField(default=False)
+    in_text = models.BooleanField(default=False)
+    is_personalized = models.BooleanField(default=False)
+
+    class Meta:
+        # Created by the tracking app, which owned the model before; the table kept its name.
+        db_table = "tracking_trackedurl"
+        ordering = ["delivery", "position", "id"]
+        indexes = [models.Index(fields=["delivery", "mode"], name="trackedurl_delivery_mode_idx")]
+
+    def __str__(self) -> str:
+        return self.label or self.url
 
 
 class DeliveryAuditEntry(models.Model):

@@ -1,8 +1,7 @@
 """Reads on deliveries, their delivery log and their links."""
 from django.db.models import QuerySet
 
-from deliveries.models import Delivery, DeliveryAuditEntry, Message
-from tracking.models import TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 
 
 def delivery_list(*, status: str = "", search: str = "") -> QuerySet[Delivery]:

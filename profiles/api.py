@@ -120,7 +120,7 @@ class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
     def create(self, request, *args, **kwargs):
         data = ListInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        list_obj = data.save()
+        list_obj = services.list_create(**data.validated_data)
         return Response(ListOutputSerializer(list_obj).data, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["get", "post", "delete"])

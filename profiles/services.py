@@ -59,6 +59,12 @@ def profile_opt_out(*, profile_id: int, at: datetime | None = None) -> bool:
     return bool(updated)
 
 
+def profile_opt_out_time_set(*, profile_id: int, at: datetime) -> bool:
+    """Moves an opted-out profile's opt-out time to `at` (demo data, whose activity is made now and moved
+    to when it plays); returns False if the profile has not opted out."""
+    return bool(Profile.objects.filter(pk=profile_id, opted_out_at__isnull=False).update(opted_out_at=at))
+
+
 def profile_record_bounce(*, profile_id: int, hard: bool, at: datetime | None = None) -> None:
     """A hard bounce quarantines the address; so does the 5th soft one. Denylisted stays denylisted."""
     at = at or timezone.now()
@@ -74,6 +80,13 @@ def profile_record_bounce(*, profile_id: int, hard: bool, at: datetime | None = 
             Profile.objects.filter(pk=profile_id).update(
                 email_status=EmailStatus.QUARANTINED, quarantined_at=at, updated_at=timezone.now()
             )
+
+
+def list_create(*, name: str, description: str = "") -> List:
+    list_obj = List(name=name, description=description)
+    list_obj.full_clean()
+    list_obj.save()
+    return list_obj
 
 
 def list_add_profiles(*, list_obj: List, profile_ids: list[int]) -> int:

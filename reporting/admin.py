@@ -1,9 +1,9 @@
 from django.contrib import admin, messages
 
 from accounts.admin import RoleAdminMixin
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 from reporting.models import ConsolidationState, DeliveryReport
-from reporting.services import delivery_recompute
+from reporting.consolidation.recompute import delivery_recompute
 
 
 @admin.register(DeliveryReport)
@@ -27,7 +27,7 @@ class DeliveryReportAdmin(RoleAdminMixin, admin.ModelAdmin):
         for delivery in queryset:
             try:
                 delivery_recompute(delivery_id=delivery.pk)
-            except ServiceError as error:
+            except (NotFound, ServiceError) as error:
                 self.message_user(request, f"{delivery.label}: {error.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{delivery.label}: indicators recomputed.", messages.SUCCESS)

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from beacon.exceptions import ServiceError
 from reporting.selectors import REPORT_NAMES, report_get, report_table
-from reporting.services import delivery_recompute
+from reporting.consolidation.recompute import delivery_recompute
 
 MACHINE_CHOICES = {"exclude": True, "include": False}
 

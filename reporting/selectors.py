@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
 
 from beacon.exceptions import NotFound
-from deliveries.models import Delivery, DeliveryAuditEntry, FailureType, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryAuditEntry, FailureType, Message, MessageStatus, TrackedUrl
 from reporting.models import (
     ClickStreamRollup,
     DeliveryReportState,
@@ -34,7 +34,7 @@ from reporting.models import (
     TimeBucketRollup,
     UserAgentRollup,
 )
-from tracking.models import DeviceType, TrackedUrl, TrackingEvent, UserAgent
+from tracking.models import DeviceType, TrackingEvent, UserAgent
 
 REPORT_NAMES = (
     "summary", "indicators", "statistics", "urls", "hot-clicks", "opens-breakdown", "bounces", "throughput",

@@ -14,6 +14,5 @@ urlpatterns = [
     path("deliveries/<int:delivery_id>/reports/<str:name>.csv", views.delivery_report_csv, name="delivery-report-csv"),
     path("deliveries/<int:delivery_id>/audit/", views.delivery_audit, name="delivery-audit"),
     path("deliveries/<int:delivery_id>/recompute/", views.delivery_recompute_view, name="delivery-recompute"),
-    path("deliveries/<int:delivery_id>/actions/<str:action>/", views.delivery_action, name="delivery-action"),
     path("deliveries/<int:delivery_id>/hot-clicks/frame/", views.hot_clicks_frame, name="hot-clicks-frame"),
 ]

@@ -10,14 +10,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
-from beacon.exceptions import NotFound, ServiceError
-from deliveries import services as delivery_services
-from deliveries.models import DeliveryStatus, Message, MessageStatus
+from beacon.exceptions import ServiceError
+from deliveries.content import is_tracked_link
+from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, make_token, tracking_url
+from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, selectors
 from reporting.api import table_csv
-from reporting.services import delivery_recompute
-from tracking.models import EventType, TrackedUrl, TrackingMode, UserAgent
-from tracking.tokens import Purpose, make_token, tracking_url
+from reporting.consolidation.recompute import delivery_recompute
+from tracking.models import EventType, UserAgent
 
 # Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
 # images; it can be framed by Beacon's own pages only.
@@ -36,13 +37,6 @@ REPORT_TITLES = {
     "bounces": "Non-deliverables and bounces",
     "throughput": "Delivery throughput",
 }
-
-
-def _delivery_or_404(delivery_id: int):
-    try:
-        return selectors.delivery_get(delivery_id=delivery_id)
-    except NotFound:
-        raise Http404("No such delivery.") from None
 
 
 def _humans_only(request: HttpRequest) -> bool:
@@ -75,12 +69,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
-    return JsonResponse(selectors.delivery_progress(delivery=_delivery_or_404(delivery_id)))
+    return JsonResponse(selectors.delivery_progress(delivery=selectors.delivery_get(delivery_id=delivery_id)))
 
 
 @login_required
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
     summary = selectors.report_summary(delivery=delivery)
     indicators = selectors.report_indicators(delivery=delivery, humans_only=humans_only)
@@ -105,7 +99,7 @@ def _time_chart(statistics: dict):
 
 @login_required
 def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     status = request.GET.get("status", "")
     if status not in MessageStatus.values:
         status = ""
@@ -127,7 +121,7 @@ def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     event_type = request.GET.get("type", "")
     if event_type not in EventType.values:
         event_type = ""
@@ -153,7 +147,7 @@ def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     return _tab(request, delivery, "audit", "reporting/delivery_audit.html", {
         "entries": selectors.delivery_audit(delivery_id=delivery.pk),
     })
@@ -161,7 +155,7 @@ def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 @login_required
 def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     name = request.GET.get("report") or "indicators"
     if name not in selectors.REPORTS:
         raise Http404("No such report.")
@@ -229,7 +223,7 @@ def _report_charts(name: str, data: dict) -> list:
 
 @login_required
 def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     if name not in selectors.REPORTS:
         raise Http404("No such report.")
     try:
@@ -247,8 +241,6 @@ def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> Ht
 def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpResponse:
     try:
         delivery_recompute(delivery_id=delivery_id)
-    except NotFound:
-        raise Http404("No such delivery.") from None
     except ServiceError as error:
         messages.error(request, error.message)
     else:
@@ -256,20 +248,14 @@ def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpRespo
     return redirect("reporting:delivery-summary", delivery_id=delivery_id)
 
 
-def _is_tracked_href(tag) -> bool:
-    """Counts links as target analysis numbers them (`deliveries.content`): http(s) links not tagged
-    `data-track="off"`, from 1."""
-    href = tag.get("href", "").strip().lower()
-    return href.startswith(("http://", "https://")) and str(tag.get("data-track", "")).strip().lower() != "off"
-
-
 def hot_clicks_document(html: str, links: list[dict]) -> str:
-    """The delivery's HTML with each tracked link's share of clicks shown beside it."""
+    """The delivery's HTML with each tracked link's share of clicks shown beside it; links are numbered as
+    analysis numbers them, so each meets its `position`."""
     soup = BeautifulSoup(html or "<p>This delivery has no HTML content.</p>", "html.parser")
     by_position = {link["position"]: link for link in links}
     position = 0
     for anchor in soup.find_all(["a", "area"], href=True):
-        if not _is_tracked_href(anchor):
+        if not is_tracked_link(anchor):
             continue
         position += 1
         link = by_position.get(position)
@@ -286,44 +272,10 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
     return str(soup)
 
 
-DELIVERY_ACTIONS = {
-    "analyze": delivery_services.delivery_analyze,
-    "send": delivery_services.delivery_send,
-    "pause": delivery_services.delivery_pause,
-    "resume": delivery_services.delivery_resume,
-    "cancel": delivery_services.delivery_cancel,
-}
-# Which buttons a delivery page offers in each status; the services enforce the transitions anyway.
-ACTIONS_BY_STATUS = {
-    DeliveryStatus.DRAFT: ("analyze", "cancel"),
-    DeliveryStatus.READY: ("analyze", "send", "cancel"),
-    DeliveryStatus.SENDING: ("pause", "cancel"),
-    DeliveryStatus.PAUSED: ("resume", "cancel"),
-}
-
-
-@login_required
-@require_POST
-def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> HttpResponse:
-    if action not in DELIVERY_ACTIONS:
-        raise Http404("No such action.")
-    try:
-        DELIVERY_ACTIONS[action](delivery_id=delivery_id, actor=request.user)
-    except NotFound:
-        raise Http404("No such delivery.") from None
-    except ServiceError as error:
-        messages.error(request, error.message)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Delivery: {action} done.")
-    return redirect("reporting:delivery-summary", delivery_id=delivery_id)
-
-
 @login_required
 @xframe_options_sameorigin
 def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    delivery = _delivery_or_404(delivery_id)
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
     data = selectors.report_hot_clicks(delivery=delivery, humans_only=_humans_only(request))
     response = HttpResponse(hot_clicks_document(delivery.html, data["links"]), content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = HOT_CLICKS_CSP

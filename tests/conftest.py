@@ -50,7 +50,7 @@ def _tracking_direct_and_fresh(settings):
     """Tracking events are written directly (tests that test the stream point it at their own Redis,
     and those of the journal turn it on), and tracking's per-process caches start empty: tests roll
     rows back, so ids get reused."""
-    from tracking.ingest import reset_process_state
+    from tracking.ingest.handoff import reset_process_state
 
     settings.BEACON_EVENT_REDIS_URL = ""
     settings.BEACON_EVENT_JOURNAL = False

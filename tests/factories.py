@@ -7,9 +7,9 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from accounts.roles import GROUP_NAMES
-from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List, Profile
-from tracking.models import EventType, TrackedUrl, TrackingEvent, UserAgent
+from tracking.models import EventType, TrackingEvent, UserAgent
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -6,6 +6,10 @@ class TrackingConfig(AppConfig):
     verbose_name = "Tracking"
 
     def ready(self) -> None:
+        from tracking import tasks
+        from tracking.ingest.store import user_agents_seen
         from tracking.lookups import connect_signals
 
         connect_signals()
+        # The store announces new user agents; only the app knows that a task parses them.
+        user_agents_seen.connect(tasks.queue_user_agent_parsing, dispatch_uid="tracking.queue_user_agent_parsing")

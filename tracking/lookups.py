@@ -13,9 +13,8 @@ from datetime import datetime
 from typing import Any, Hashable
 from urllib.parse import urlsplit
 
-from deliveries.models import Delivery, Message
+from deliveries.models import Delivery, Message, TrackedUrl, TrackingMode
 from profiles.models import Profile
-from tracking.models import TrackedUrl, TrackingMode
 
 TTL_SECONDS = 30.0
 _MISSING = object()

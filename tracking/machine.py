@@ -4,14 +4,19 @@ Machine events are never dropped: they are stored with ``is_machine`` set and on
 in ``machine_reason``, so "humans only" numbers leave them out and "all" keeps them.
 
 The checks that need only the request run in the handler (pure computation, no queries); the burst and
-honeypot-client checks need the other clicks of the message and run at ingestion (``tracking.ingest``).
+honeypot-client checks need the other clicks of the message and run as the clicks are stored
+(``flag_click_patterns``, called by ``tracking.ingest.store``).
 """
 import functools
 import ipaddress
 import re
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
+
+from tracking import lookups
+from tracking.models import EventType, TrackingEvent
 
 # Each reason is a string stored in TrackingEvent.machine_reason.
 # A HEAD request: link checkers and scanners look without fetching.
@@ -27,7 +32,7 @@ REASON_BURST = "burst"
 # A click on a hidden honeypot link (TrackedUrl.mode == "honeypot"), which no person can see.
 REASON_HONEYPOT = "honeypot"
 # Another click of the message by the client (anonymized IP and user agent) that clicked its honeypot
-# link, within a few seconds of it (tracking.ingest.HONEYPOT_CLIENT_WINDOW).
+# link, within a few seconds of it (HONEYPOT_CLIENT_WINDOW).
 REASON_HONEYPOT_CLIENT = "honeypot_client"
 # An open fetched by Apple Mail Privacy Protection's proxy, not by the reader.
 REASON_APPLE_MPP = "apple_mpp"
@@ -93,6 +98,9 @@ APPLE_NETWORKS = (ipaddress.ip_network("17.0.0.0/8"),)
 
 PREFETCH_HEADERS = ("HTTP_PURPOSE", "HTTP_SEC_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
 
+BURST_WINDOW = timedelta(seconds=1)
+HONEYPOT_CLIENT_WINDOW = timedelta(seconds=5)
+
 
 @functools.lru_cache(maxsize=4096)
 def is_scanner_user_agent(user_agent: str) -> bool:
@@ -137,3 +145,77 @@ def open_machine_reason(meta: dict, method: str, user_agent: str, ip: str) -> st
     if user_agent.strip() == APPLE_MPP_USER_AGENT or is_apple_network(ip):
         return REASON_APPLE_MPP
     return request_machine_reason(meta, method, user_agent)
+
+
+def _burst_ids(message_clicks: list) -> list:
+    """The unflagged clicks of a time window of one second in which every link of the message was hit."""
+    if len({click.tracked_url_id for click in message_clicks}) < 2:
+        return []
+    links = lookups.delivery_link_ids(message_clicks[0].delivery_id)
+    if len(links) < 2:
+        return []
+    found = []
+    start = 0
+    for end in range(len(message_clicks)):
+        while message_clicks[end].logged_at - message_clicks[start].logged_at > BURST_WINDOW:
+            start += 1
+        in_window = message_clicks[start : end + 1]
+        if links <= {click.tracked_url_id for click in in_window}:
+            found.extend(click.event_id for click in in_window if not click.is_machine)
+    return found
+
+
+def _honeypot_client_ids(message_clicks: list) -> list:
+    """The unflagged clicks made by a client (anonymized IP and user agent) that clicked the message's
+    honeypot link within HONEYPOT_CLIENT_WINDOW of them."""
+    honeypot_times = defaultdict(list)
+    for click in message_clicks:
+        if click.machine_reason == REASON_HONEYPOT and click.ip is not None:
+            honeypot_times[(click.ip, click.user_agent_id)].append(click.logged_at)
+    if not honeypot_times:
+        return []
+    return [
+        click.event_id
+        for click in message_clicks
+        if not click.is_machine
+        and any(
+            abs(click.logged_at - at) <= HONEYPOT_CLIENT_WINDOW
+            for at in honeypot_times.get((click.ip, click.user_agent_id), ())
+        )
+    ]
+
+
+def flag_click_patterns(*, message_ids: set[int], first: datetime, last: datetime) -> None:
+    """Marks as machine, among the stored clicks of these messages, the clicks of a burst (every link of
+    the message within one second) and the other clicks of a client that clicked the honeypot link.
+
+    Called with the clicks just stored, logged between `first` and `last`, inside their transaction.
+    """
+    window = max(BURST_WINDOW, HONEYPOT_CLIENT_WINDOW)
+    earliest, latest = first - window, last + window
+    # The time window is applied here, not in SQL: with it in the query, the planner may pick the
+    # logged_at index and read every recent event (it did on a freshly filled table, stats not yet
+    # analyzed); without it, only the (message, type) index fits, and it reads the same rows anyway.
+    candidates = (
+        TrackingEvent.objects.filter(message_id__in=message_ids, type=EventType.CLICK)
+        .values_list(
+            "message_id", "delivery_id", "tracked_url_id", "logged_at", "event_id", "is_machine", "machine_reason",
+            "ip", "user_agent_id", named=True,
+        )
+        .order_by("message_id", "logged_at")
+    )
+    by_message: dict[int, list] = defaultdict(list)
+    for candidate in candidates:
+        if earliest <= candidate.logged_at <= latest:
+            by_message[candidate.message_id].append(candidate)
+    burst_ids: set = set()
+    honeypot_client_ids: set = set()
+    for message_clicks in by_message.values():
+        burst_ids.update(_burst_ids(message_clicks))
+        honeypot_client_ids.update(_honeypot_client_ids(message_clicks))
+    for ids, reason in (
+        (burst_ids, REASON_BURST),
+        (honeypot_client_ids - burst_ids, REASON_HONEYPOT_CLIENT),
+    ):
+        if ids:
+            TrackingEvent.objects.filter(event_id__in=ids, is_machine=False).update(is_machine=True, machine_reason=reason)

@@ -1,41 +1,10 @@
-"""Tracked URLs, distinct user agents and tracking events."""
+"""Distinct user agents and tracking events."""
 import uuid
 
 from django.db import models
 
+from deliveries.models import TrackedUrl
 from profiles.models import Profile
-
-
-class TrackingMode(models.TextChoices):
-    TRACKED = "tracked", "Tracked"
-    NOT_TRACKED = "not_tracked", "Not tracked"
-    OPT_OUT = "opt_out", "Opt-out"
-    MIRROR = "mirror", "Mirror page"
-    # A link no human sees (hidden in the HTML); any click on it is a machine's. See tracking.machine.
-    HONEYPOT = "honeypot", "Honeypot (hidden)"
-
-
-class TrackedUrl(models.Model):
-    """A link of one delivery [Campaign: trackingUrl]; found at target analysis."""
-
-    delivery = models.ForeignKey("deliveries.Delivery", on_delete=models.CASCADE, related_name="tracked_urls")
-    url = models.TextField(help_text="May hold {{ profile.<field> }} placeholders, resolved per recipient.")
-    label = models.CharField(max_length=300, blank=True)
-    category = models.CharField(max_length=100, blank=True)
-    mode = models.CharField(max_length=16, choices=TrackingMode.choices, default=TrackingMode.TRACKED)
-    # Ordinal of the link in the HTML part (for Hot clicks); null for links only in the text part
-    # and for the opt-out and mirror pseudo-links.
-    position = models.PositiveIntegerField(null=True, blank=True)
-    in_html = models.BooleanField(default=False)
-    in_text = models.BooleanField(default=False)
-    is_personalized = models.BooleanField(default=False)
-
-    class Meta:
-        ordering = ["delivery", "position", "id"]
-        indexes = [models.Index(fields=["delivery", "mode"], name="trackedurl_delivery_mode_idx")]
-
-    def __str__(self) -> str:
-        return self.label or self.url
 
 
 class DeviceType(models.TextChoices):

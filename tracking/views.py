@@ -2,8 +2,8 @@
 
 No login, no CSRF, no session: the signed token is the credential. Anything that does not verify or
 names nothing gets the same plain 404 page, never a redirect. The handlers build no model instances
-and read only through the per-process caches of ``tracking.lookups``; ``tracking.ingest`` takes the
-event. Only ``POST /u/`` changes state (RFC 8058 one-click): mail scanners fetch every link with GET.
+and read only through the per-process caches of ``tracking.lookups``; ``tracking.ingest.handoff`` takes
+the event. Only ``POST /u/`` changes state (RFC 8058 one-click): mail scanners fetch every link with GET.
 """
 import functools
 import ipaddress
@@ -21,11 +21,15 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from deliveries.models import Message, TrackingMode
+from deliveries.services import message_render
+from deliveries.tokens import Purpose, read_token
 from tracking import lookups, machine
-from tracking.ingest import EventNotStored, event_payload, event_submit
-from tracking.models import EventType, TrackingMode
+from tracking.ingest.event import new_event
+from tracking.ingest.handoff import EventNotStored, event_submit
+from tracking.models import EventType
 from tracking.randomness import random_bytes
-from tracking.tokens import Purpose, read_token
+from tracking.services import message_opt_out
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +158,7 @@ def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_typ
     `respond()` (made while Redis takes the event), or 503 if the event could not be stored."""
     try:
         return event_submit(
-            event_payload(
+            new_event(
                 type=event_type,
                 delivery_id=message.delivery_id,
                 message_id=message.id,
@@ -264,9 +268,6 @@ def mirror(request: HttpRequest, token: str) -> HttpResponse:
     if found is None:
         return not_found(request)
     message, url = found
-    from deliveries.models import Message
-    from deliveries.services import message_render
-
     message_row = Message.objects.select_related("profile").filter(pk=message.id).first()
     if message_row is None:
         return not_found(request)
@@ -306,8 +307,6 @@ def _uncached(response: HttpResponse) -> HttpResponse:
 @database_failure_is_503
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows the page (scanners fetch links: it changes nothing); POST opts out (RFC 8058)."""
-    from tracking.services import message_opt_out
-
     found = _message_and_url(token, Purpose.UNSUBSCRIBE, (TrackingMode.OPT_OUT,), url_required=False)
     if found is None:
         return not_found(request)

@@ -1,9 +1,8 @@
 import pytest
 from django.core import mail
 
-from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, TrackedUrl
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, UserFactory
-from tracking.models import TrackedUrl
 
 pytestmark = pytest.mark.django_db
 

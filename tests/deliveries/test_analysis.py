@@ -2,10 +2,18 @@ import pytest
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
 from deliveries import services
-from deliveries.models import DeliveryAuditEntry, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
+from deliveries.models import (
+    DeliveryAuditEntry,
+    DeliveryStatus,
+    FailureReason,
+    FailureType,
+    Message,
+    MessageStatus,
+    TrackedUrl,
+    TrackingMode,
+)
 from profiles.models import EmailStatus
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, UserFactory
-from tracking.models import TrackedUrl, TrackingMode
 
 pytestmark = pytest.mark.django_db
 

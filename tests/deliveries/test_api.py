@@ -4,9 +4,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from deliveries.models import Delivery, DeliveryStatus
+from deliveries.models import Delivery, DeliveryStatus, TrackedUrl, TrackingMode
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, UserFactory
-from tracking.models import TrackedUrl, TrackingMode
 
 pytestmark = pytest.mark.django_db
 

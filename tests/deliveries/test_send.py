@@ -10,11 +10,21 @@ from django.utils import timezone
 
 from beacon.exceptions import TransitionNotAllowed
 from deliveries import services
-from deliveries.models import DeliveryAuditEntry, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
+from deliveries.models import (
+    DeliveryAuditEntry,
+    DeliveryStatus,
+    FailureReason,
+    FailureType,
+    Message,
+    MessageStatus,
+    TrackedUrl,
+    TrackingMode,
+)
+from deliveries.services import sending
+from deliveries.services.mime import _email_for
+from deliveries.tokens import Purpose, read_token
 from profiles.models import EmailFormat, EmailStatus
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, UserFactory
-from tracking.models import TrackedUrl, TrackingMode
-from tracking.tokens import Purpose, read_token
 
 pytestmark = pytest.mark.django_db
 
@@ -213,7 +223,7 @@ def act_during_send(monkeypatch):
 
     def install(delivery_id: int, after: int, action):
         built = []
-        email_for = services._email_for
+        email_for = sending._email_for
 
         def email_for_then_act(*args, **kwargs):
             built.append(1)
@@ -221,7 +231,7 @@ def act_during_send(monkeypatch):
                 action(delivery_id=delivery_id)
             return email_for(*args, **kwargs)
 
-        monkeypatch.setattr(services, "_email_for", email_for_then_act)
+        monkeypatch.setattr(sending, "_email_for", email_for_then_act)
 
     return install
 
@@ -415,7 +425,7 @@ def test_fast_header_serialization_matches_pythons(first_name, settings):
     message = Message.objects.select_related("profile").get(delivery=delivery)
     message.smtp_message_id = f"<{message.id}.test@beacon.example>"
 
-    prepared = services._email_for(delivery, services.send_content(delivery), message, None)
+    prepared = _email_for(delivery, services.send_content(delivery), message, None)
     mime = prepared.message()
     fast = mime.as_bytes(linesep="\r\n")
     mime.policy = compat32

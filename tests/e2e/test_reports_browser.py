@@ -2,7 +2,7 @@
 import pytest
 
 from deliveries.models import Delivery, DeliveryStatus
-from reporting.services import reports_refresh
+from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
 from tests.reporting.conftest import make_event
 from tracking.models import EventType

@@ -29,7 +29,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from tracking import ingest
+    from tracking.ingest import consumer
 
     if options.killed_before_acknowledgement:
 
@@ -38,7 +38,7 @@ def main() -> None:
                 raise RuntimeError("acknowledging before the batch is committed")
             os.kill(os.getpid(), signal.SIGKILL)
 
-        ingest._acknowledge = killed
+        consumer._acknowledge = killed
 
     call_command("tracking_consume", *[arg for arg in command_args if arg != "--"])
 

@@ -12,11 +12,14 @@ import redis
 from django.db import DatabaseError, connection
 from django.test import Client
 
+from deliveries.tokens import Purpose, make_token
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
 from tests.reliability.conftest import database_down, free_port
-from tracking import ingest
+from tracking.ingest import handoff
+from tracking.ingest.consumer import stream_consume_batch
+from tracking.ingest.handoff import journals_flush
+from tracking.ingest.spool import spool_replay
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,16 +65,16 @@ def stored_clicks() -> int:
 
 
 def drain(consumer: str = "survivor") -> None:
-    while ingest.stream_consume_batch(consumer=consumer, batch_size=50, block_ms=10, reclaim_idle_ms=0):
+    while stream_consume_batch(consumer=consumer, batch_size=50, block_ms=10, reclaim_idle_ms=0):
         pass
 
 
 def test_redis_stopped_and_started_again_during_clicks(settings, private_redis, click_paths, monkeypatch):
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
-    monkeypatch.setattr(ingest, "REDIS_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(handoff, "REDIS_RETRY_SECONDS", 0.0)
     stream = ClickStream(click_paths)
     stream.click(40)
-    ingest.stream_consume_batch(consumer="c1", batch_size=25)
+    stream_consume_batch(consumer="c1", batch_size=25)
     stream.click(20)  # left in the stream when Redis stops
 
     private_redis.stop()
@@ -92,13 +95,13 @@ def test_redis_stopped_and_started_again_during_journaled_clicks(settings, priva
     settings.BEACON_EVENT_REDIS_URL = private_redis.url
     settings.BEACON_EVENT_JOURNAL = True
     settings.BEACON_EVENT_JOURNAL_SHIP_MS = 10
-    monkeypatch.setattr(ingest, "REDIS_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(handoff, "REDIS_RETRY_SECONDS", 0.0)
     client = redis.Redis.from_url(private_redis.url)
     stream = ClickStream(click_paths)
     stream.click(40)
     wait_for(lambda: client.xlen(settings.BEACON_EVENT_STREAM) == 40)
     client.close()
-    ingest.stream_consume_batch(consumer="c1", batch_size=25)
+    stream_consume_batch(consumer="c1", batch_size=25)
 
     private_redis.kill()  # SIGKILL: what it acknowledged is in its append-only file
     stream.click(40)  # shipped into the database while Redis is down
@@ -107,11 +110,11 @@ def test_redis_stopped_and_started_again_during_journaled_clicks(settings, priva
 
     private_redis.start()
     stream.click(40)
-    ingest.journals_flush()
+    journals_flush()
     drain()
 
     assert stream.redirects == 120 and stream.refused == 0
-    assert ingest.spool_replay() == 0
+    assert spool_replay() == 0
     assert stored_clicks() == stream.redirects
     assert TrackingEvent.objects.values("event_id").distinct().count() == stream.redirects
     assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
@@ -125,7 +128,7 @@ def test_web_process_killed_before_its_journal_is_shipped(settings, private_redi
     assert len(orphan.read_text().splitlines()) == redirects
     assert stored_clicks() == 0
 
-    assert ingest.spool_replay() == redirects  # the replay task takes what the dead process left
+    assert spool_replay() == redirects  # the replay task takes what the dead process left
     assert stored_clicks() == redirects
     assert list(settings.BEACON_SPOOL_DIR.iterdir()) == []
 
@@ -198,8 +201,8 @@ def test_database_down_without_redis_spools_then_replays(settings, click_paths):
         stream.click(50)
     assert stored_clicks() == len(click_paths)
 
-    assert ingest.spool_replay() == 50
-    assert ingest.spool_replay() == 0
+    assert spool_replay() == 50
+    assert spool_replay() == 0
     assert stream.redirects == len(click_paths) + 50 and stream.refused == 0
     assert stored_clicks() == stream.redirects
 
@@ -212,7 +215,7 @@ def test_database_down_refuses_what_it_cannot_resolve(settings, click_paths):
         cold.click(5)  # messages never seen: cannot be resolved, so 503, not acknowledged
         stream.click(5)
     assert cold.refused == 5 and cold.redirects == 0
-    ingest.spool_replay()
+    spool_replay()
     assert stored_clicks() == stream.redirects == 10
 
 
@@ -223,7 +226,7 @@ def test_database_down_with_redis_keeps_events_pending_until_it_returns(settings
     with database_down():
         stream.click(30)
         with pytest.raises(DatabaseError):
-            ingest.stream_consume_batch(consumer="c1", batch_size=100)
+            stream_consume_batch(consumer="c1", batch_size=100)
     drain()
     assert stream.redirects == len(click_paths) + 30
     assert stored_clicks() == stream.redirects
@@ -283,5 +286,5 @@ def test_database_restarted_while_the_journal_ships_into_it_with_redis_down(sett
     kept = sum(len(path.read_text().splitlines()) for path in spool.glob("*.replay"))
     assert kept == 30
     assert stored_clicks() == stream.redirects - kept
-    assert ingest.spool_replay() == kept
+    assert spool_replay() == kept
     assert stored_clicks() == stream.redirects

@@ -5,9 +5,8 @@ import time
 import pytest
 import redis
 
-from tracking import stream
-from tracking.ingest import RedisPyAppender
-from tracking.stream import StreamAppender, StreamUnavailable
+from tracking.ingest import redis_stream as stream
+from tracking.ingest.redis_stream import RedisPyAppender, StreamAppender, StreamUnavailable
 
 
 def test_appender_authenticates_selects_its_database_and_survives_a_restart(private_redis):

@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 
-from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
+from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus, TrackingMode
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory, UserAgentFactory
-from tracking.models import EventType, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ from django.urls import resolve
 from rest_framework.test import APIClient
 
 from reporting.selectors import REPORT_NAMES
-from reporting.services import reports_refresh
+from reporting.statistics import reports_refresh
 
 
 @pytest.fixture

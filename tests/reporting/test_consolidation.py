@@ -8,8 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.models import DeliveryStatus
-from reporting import services
+from deliveries.models import DeliveryStatus, TrackedUrl, TrackingMode
+from reporting.consolidation import pointer, recompute
+from reporting.consolidation.pointer import events_consolidate
+from reporting.consolidation.recompute import delivery_recompute
 from reporting.models import (
     ClickStreamRollup,
     ConsolidationGap,
@@ -23,10 +25,10 @@ from reporting.models import (
     UserAgentRollup,
 )
 from reporting.selectors import REPORT_NAMES, report_get
-from reporting.services import delivery_recompute, events_consolidate, reports_refresh
+from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserAgentFactory
 from tests.reporting.conftest import T0, make_event
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 
 ROLLUPS = (
     DeliveryRollup, DomainRollup, TimeBucketRollup, LinkRollup, ClickStreamRollup, UserAgentRollup, MessageRollup,
@@ -153,7 +155,7 @@ def test_an_expired_gap_is_dropped(scenario):
     base = 10_000_000
     make_event(scenario.messages[2], EventType.OPEN, pk=base + 5)
     events_consolidate()
-    ConsolidationGap.objects.update(noted_at=timezone.now() - services.GAP_TIME_TO_LIVE - dt.timedelta(seconds=1))
+    ConsolidationGap.objects.update(noted_at=timezone.now() - pointer.GAP_TIME_TO_LIVE - dt.timedelta(seconds=1))
     events_consolidate()
     assert not ConsolidationGap.objects.exists()
 
@@ -251,7 +253,7 @@ def test_recompute_leaves_an_event_in_a_gap_to_the_next_run(db, monkeypatch):
     # Committed while the recompute runs, after the consolidation it starts with.
     make_event(message, EventType.OPEN, pk=base + 2)
     with monkeypatch.context() as patch:
-        patch.setattr(services, "_consolidate_batch", lambda state, batch_size: (0, False))
+        patch.setattr(recompute, "consolidate_batch", lambda state, batch_size: (0, False))
         delivery_recompute(delivery_id=message.delivery_id)
     assert opens_of(message.delivery, humans_only=False).opens == 2
     assert events_consolidate() == 1

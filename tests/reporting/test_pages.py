@@ -3,12 +3,12 @@ import pytest
 from django.test import Client
 
 from deliveries import services as delivery_services
-from deliveries.models import DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus
-from reporting.services import reports_refresh
+from deliveries.models import DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, read_token
+from reporting.statistics import reports_refresh
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory, TrackedUrlFactory
 from tests.reporting.conftest import make_event
-from tracking.models import EventType, TrackedUrl, TrackingMode
-from tracking.tokens import Purpose, read_token
+from tracking.models import EventType
 
 
 @pytest.fixture

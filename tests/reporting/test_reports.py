@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 
 from reporting.selectors import percent, report_get
-from reporting.services import reports_refresh
+from reporting.statistics import reports_refresh
 from deliveries.models import DeliveryStatus
 from tests.factories import DeliveryFactory, MessageFactory, TrackedUrlFactory
 from tests.reporting.conftest import T0, make_event

@@ -5,8 +5,10 @@ import pytest
 from django.utils import timezone
 
 from beacon.exceptions import TransitionNotAllowed
+from reporting.consolidation.recompute import delivery_recompute
+from reporting.retention import events_purge_expired
 from reporting.selectors import REPORT_NAMES, report_get
-from reporting.services import delivery_recompute, events_purge_expired, reports_refresh
+from reporting.statistics import reports_refresh
 from reporting.tasks import purge_expired_events, refresh_reports
 from tracking.models import EventType, TrackingEvent
 from tests.reporting.conftest import make_event

@@ -4,11 +4,12 @@ import pytest
 from django.http import HttpResponse
 from django.utils import timezone
 
+from deliveries.models import TrackingMode
+from deliveries.tokens import Purpose, make_token
 from tests.tracking.conftest import BROWSER
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory
 from tracking import machine
-from tracking.models import EventType, TrackingEvent, TrackingMode, UserAgent
-from tracking.tokens import Purpose, make_token
+from tracking.models import EventType, TrackingEvent, UserAgent
 from tracking.views import BROWSER_COOKIE, WEB_COOKIE
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,10 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
+from deliveries.models import TrackedUrl, TrackingMode
 from profiles.models import EmailStatus, Profile
 from tests.tracking.conftest import BROWSER
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
+from tracking.models import EventType, TrackingEvent
 from tracking.views import MIRROR_CSP
 
 pytestmark = pytest.mark.django_db

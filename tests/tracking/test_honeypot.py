@@ -9,13 +9,17 @@ from django.core import mail
 from django.test import Client
 
 from deliveries import services as delivery_services
+from deliveries.models import TrackedUrl, TrackingMode
+from deliveries.tokens import Purpose, read_token
 from profiles.models import EmailFormat
-from reporting.services import events_consolidate
+from reporting.consolidation.pointer import events_consolidate
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
 from tests.tracking.conftest import BROWSER, PUBLIC
-from tracking import ingest, machine
-from tracking.models import EventType, TrackedUrl, TrackingEvent, TrackingMode
-from tracking.tokens import Purpose, read_token
+from tracking import machine
+from tracking.ingest.consumer import stream_consume_batch
+from tracking.ingest.event import Event, new_event
+from tracking.ingest.store import events_store
+from tracking.models import EventType, TrackingEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +98,7 @@ def ingestion(request, settings):
     if request.param == "direct":
         return lambda: None
     settings.BEACON_EVENT_REDIS_URL = request.getfixturevalue("redis_url")
-    return lambda: ingest.stream_consume_batch(consumer="test")
+    return lambda: stream_consume_batch(consumer="test")
 
 
 def test_the_other_clicks_of_the_client_that_clicked_it_are_machine_clicks_too(sent_email, ingestion):
@@ -124,23 +128,22 @@ def test_only_clicks_within_a_few_seconds_of_the_honeypot_click_are_marked(sent_
     sale = TrackedUrl.objects.get(delivery=delivery, url="https://shop.example.com/sale")
     at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp()
 
-    def click(url_id: int, seconds: float, *, user_agent: str = BROWSER, reason: str = "") -> dict:
-        event = ingest.event_payload(
+    def click(url_id: int, seconds: float, *, user_agent: str = BROWSER, reason: str = "") -> Event:
+        event = new_event(
             type=EventType.CLICK, delivery_id=delivery.id, message_id=message.id, profile_id=message.profile_id,
             tracked_url_id=url_id, user_agent=user_agent, ip="198.51.100.0", machine_reason=reason,
         )
-        event["at"] = at + seconds
-        return event
+        return event._replace(logged_at=at + seconds)
 
     events = {
         "before": click(sale.id, -4),
         "other browser": click(sale.id, 1, user_agent=OTHER_BROWSER),
         "long after": click(sale.id, 6),
     }
-    ingest.events_store([*events.values(), click(honeypot_url(delivery).id, 0, reason=machine.REASON_HONEYPOT)])
+    events_store([*events.values(), click(honeypot_url(delivery).id, 0, reason=machine.REASON_HONEYPOT)])
 
     machine_ids = {str(pk) for pk in TrackingEvent.objects.filter(is_machine=True).values_list("event_id", flat=True)}
-    marked = {name for name, event in events.items() if str(uuid.UUID(event["id"])) in machine_ids}
+    marked = {name for name, event in events.items() if str(uuid.UUID(event.event_id)) in machine_ids}
     assert marked == {"before"}
 
 

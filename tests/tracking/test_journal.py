@@ -1,4 +1,4 @@
-"""The event journal (tracking.journal): written before the answer, shipped after, never lost."""
+"""The event journal (tracking.ingest.journal): written before the answer, shipped after, never lost."""
 import os
 import signal
 import subprocess
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tracking import journal as journal_module
-from tracking.journal import EventJournal, take_orphaned_segments
+from tracking.ingest import journal as journal_module
+from tracking.ingest.journal import EventJournal, take_orphaned_segments
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 HOUR = 3600.0
@@ -185,7 +185,7 @@ def test_a_directory_that_cannot_be_made_raises(tmp_path):
 
 KILLED_WRITER = """
 import os, signal, sys
-from tracking.journal import EventJournal
+from tracking.ingest.journal import EventJournal
 journal = EventJournal(sys.argv[1], lambda lines: None, interval=3600)
 for number in range(int(sys.argv[2])):
     journal.append(b"%d\\n" % number)

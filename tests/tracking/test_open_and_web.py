@@ -3,11 +3,11 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from deliveries.tokens import Purpose, make_token
 from tests.factories import TrackedUrlFactory
 from tests.tracking.conftest import BROWSER
 from tracking import machine
 from tracking.models import EventType, TrackingEvent
-from tracking.tokens import Purpose, make_token
 from tracking.views import BROWSER_COOKIE, WEB_COOKIE, WEB_OPT_OUT_COOKIE
 
 pytestmark = pytest.mark.django_db

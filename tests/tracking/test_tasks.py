@@ -4,7 +4,8 @@ from django.conf import settings as django_settings
 from beacon.celery import app
 from tests.tracking.conftest import BROWSER
 from tracking import tasks
-from tracking.ingest import event_payload, spool_append
+from tracking.ingest.event import new_event
+from tracking.ingest.spool import spool_append
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,7 @@ def test_the_beat_schedule_names_registered_tasks():
 
 
 def test_consume_task_drains_the_stream(settings, redis_url, sent_message, client):
-    from tracking.tokens import Purpose, make_token
+    from deliveries.tokens import Purpose, make_token
 
     settings.BEACON_EVENT_REDIS_URL = redis_url
     for _ in range(3):
@@ -31,7 +32,7 @@ def test_consume_task_drains_the_stream(settings, redis_url, sent_message, clien
 def test_replay_task_stores_the_spool(settings, tmp_path, sent_message):
     settings.BEACON_SPOOL_DIR = tmp_path
     spool_append(
-        [event_payload(type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None)]
+        [new_event(type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None)]
     )
     assert tasks.replay_spool.delay().get() == 1
     assert TrackingEvent.objects.count() == 1

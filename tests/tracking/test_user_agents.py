@@ -1,9 +1,10 @@
 import pytest
 
 from tests.factories import UserAgentFactory
-from tracking import ingest
+from tracking.ingest.event import new_event
+from tracking.ingest.store import events_store
 from tracking.models import DeviceType, UserAgent
-from tracking.services import user_agents_parse
+from tracking.user_agents import user_agents_parse
 
 pytestmark = pytest.mark.django_db
 
@@ -43,13 +44,13 @@ def test_new_user_agents_are_queued_for_parsing_once_stored_and_rows_are_reused(
     sent_message, django_capture_on_commit_callbacks
 ):
     events = [
-        ingest.event_payload(
+        new_event(
             type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None, user_agent=ua
         )
         for ua in (IPHONE, IPHONE, WINDOWS)
     ]
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        ingest.events_store(events)
+        events_store(events)
     assert len(callbacks) == 1
     assert UserAgent.objects.count() == 2
     assert not UserAgent.objects.filter(parsed_at__isnull=True).exists()
@@ -65,11 +66,11 @@ def test_an_unreachable_broker_does_not_lose_the_event(sent_message, monkeypatch
         raise OperationalError("broker unreachable")
 
     monkeypatch.setattr(tasks.parse_user_agents, "delay", broker_down)
-    event = ingest.event_payload(
+    event = new_event(
         type="open", delivery_id=sent_message.delivery_id, message_id=sent_message.id, profile_id=None, user_agent=IPAD
     )
     with django_capture_on_commit_callbacks(execute=True):
-        ingest.events_store([event])
+        events_store([event])
     assert TrackingEvent.objects.count() == 1
     assert UserAgent.objects.get().parsed_at is None
     assert user_agents_parse() == 1

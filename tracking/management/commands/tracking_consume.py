@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 from redis import RedisError
 
-from tracking.ingest import stream_consume_batch
+from tracking.ingest.consumer import stream_consume_batch
 
 
 class Command(BaseCommand):

@@ -1,10 +1,13 @@
-"""XADD to the event stream: one persistent socket per process and thread, speaking RESP directly.
+"""The Redis event stream: XADD through one persistent socket per process and thread, speaking RESP
+directly, and the redis-py clients of the consumer and of TLS URLs.
 
-The journal's shipper sends its batches here (``append_many``, one round trip), and so does a handler
+Each entry holds one event's wire line (``tracking.ingest.event``) in the field STREAM_FIELD. The
+journal's shipper sends its batches here (``append_many``, one round trip), and so does a handler
 without a journal (``append``, one synchronous XADD per event: a click's only hand-off). So it is
 written without a client library's per-call machinery (connection pool, retry wrapper, response
 callbacks), which costs more CPU than the rest of a click. Anything unexpected raises
-``StreamUnavailable`` and the caller falls back to the database; the consumer side uses redis-py.
+``StreamUnavailable`` (or, through redis-py, ``redis.RedisError``) and the caller falls back to the
+database; the consumer side uses redis-py.
 
 Once connected, the socket is blocking, with its time limits kept by the kernel (SO_SNDTIMEO,
 SO_RCVTIMEO): Python's own socket timeouts poll before every send and receive, which doubles the
@@ -15,10 +18,12 @@ import struct
 import threading
 from collections.abc import Callable
 
+import redis
 from redis.connection import parse_url
 
 CONNECT_TIMEOUT = 0.5
 IO_TIMEOUT = 2.0
+STREAM_FIELD = b"e"
 
 
 class StreamUnavailable(Exception):
@@ -118,12 +123,12 @@ class StreamAppender:
         `meanwhile` runs once, after the command is sent and before its answer is read: the caller's
         own work overlaps Redis's, and the answer is usually there when it is read, without a wait.
         """
-        self._round_trip(_command(b"XADD", self.stream, b"*", b"e", payload), 1, meanwhile)
+        self._round_trip(_command(b"XADD", self.stream, b"*", STREAM_FIELD, payload), 1, meanwhile)
 
     def append_many(self, payloads: list[bytes]) -> None:
         """XADD each payload, in order and in one round trip; raises StreamUnavailable unless Redis
         answered every one with its entry id (some may have been added even then)."""
-        commands = b"".join(_command(b"XADD", self.stream, b"*", b"e", payload) for payload in payloads)
+        commands = b"".join(_command(b"XADD", self.stream, b"*", STREAM_FIELD, payload) for payload in payloads)
         self._round_trip(commands, len(payloads), None)
 
     def _round_trip(self, commands: bytes, replies: int, meanwhile: Callable[[], object] | None) -> None:
@@ -160,3 +165,50 @@ class StreamAppender:
                 sock.close()
             except OSError:
                 pass
+
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def redis_client(url: str) -> redis.Redis:
+    """The process's redis-py client for `url`, made once."""
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5)
+    return client
+
+
+class RedisPyAppender:
+    """XADD through redis-py, for the URLs StreamAppender does not speak (rediss://, TLS)."""
+
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+
+    def append(self, payload: bytes, meanwhile: Callable[[], object] | None = None) -> None:
+        self.client.xadd(self.stream, {STREAM_FIELD: payload})
+        if meanwhile is not None:
+            meanwhile()
+
+    def append_many(self, payloads: list[bytes]) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        for payload in payloads:
+            pipeline.xadd(self.stream, {STREAM_FIELD: payload})
+        pipeline.execute()
+
+
+_appenders: dict[tuple[str, str], StreamAppender | RedisPyAppender] = {}
+
+
+def appender(url: str, stream: str) -> StreamAppender | RedisPyAppender:
+    """The process's appender to `stream` at `url`, made once: our own RESP socket where it can speak
+    the URL, redis-py otherwise."""
+    key = (url, stream)
+    found = _appenders.get(key)
+    if found is None:
+        if url.startswith(("redis://", "unix://")):
+            found = StreamAppender(url, stream)
+        else:
+            found = RedisPyAppender(redis_client(url), stream)
+        _appenders[key] = found
+    return found

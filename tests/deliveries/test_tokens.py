@@ -1,6 +1,6 @@
 import pytest
 
-from tracking.tokens import Purpose, make_token, read_token
+from deliveries.tokens import Purpose, make_token, read_token
 
 
 def test_token_round_trip_is_short_and_url_safe():

@@ -4,7 +4,7 @@ Demo data: 50 profiles (a few text-only, one denylisted, one quarantined), a lis
 analyzed and sent through the real services. The demo send goes to Django's in-memory backend, so
 the console is not flooded with 50 emails and nothing leaves the machine. The send is then backdated
 by three days (a demo-data step), its recipients' activity over the following hours is made through
-the tracking endpoints (`tracking.demo`), and the reports are consolidated at once.
+the tracking endpoints (`demo.activity`), and the reports are consolidated at once.
 """
 import secrets
 from datetime import timedelta
@@ -13,15 +13,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.db.models import F
 from django.test.utils import override_settings
 
 from deliveries import services
-from deliveries.models import Delivery, DeliveryAuditEntry, Message
-from profiles.models import EmailFormat, EmailStatus, List, ListMembership, Profile
-from reporting.services import reports_refresh
-from tracking.demo import demo_tracking_activity
+from deliveries.models import Delivery
+from demo.activity import demo_tracking_activity
+from profiles import services as profile_services
+from profiles.models import EmailFormat, EmailStatus, List, Profile
+from reporting.statistics import reports_refresh
 
 LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEMO_LIST = "Demo newsletter"
@@ -69,30 +68,33 @@ class Command(BaseCommand):
         return admin
 
     def _demo_profiles(self) -> list[Profile]:
-        profiles = []
+        emails = []
         for number in range(50):
             first, last = FIRST_NAMES[number % 10], LAST_NAMES[(number // 10 + number) % 10]
-            profiles.append(
-                Profile(
-                    email=f"{first}.{last}.{number}@demo.example.com".lower(),
-                    first_name=first,
-                    last_name=last,
-                    attributes={"city": CITIES[number % len(CITIES)]},
-                    email_format=EmailFormat.TEXT if number % 12 == 5 else EmailFormat.HTML,
-                    email_status=(
-                        EmailStatus.DENYLISTED if number == 7 else EmailStatus.QUARANTINED if number == 13 else EmailStatus.VALID
-                    ),
-                )
+            email = f"{first}.{last}.{number}@demo.example.com".lower()
+            emails.append(email)
+            if Profile.objects.filter(email=email).exists():
+                continue
+            profile_services.profile_create(
+                email=email,
+                first_name=first,
+                last_name=last,
+                attributes={"city": CITIES[number % len(CITIES)]},
+                email_format=EmailFormat.TEXT if number % 12 == 5 else EmailFormat.HTML,
+                email_status=(
+                    EmailStatus.DENYLISTED if number == 7 else EmailStatus.QUARANTINED if number == 13 else EmailStatus.VALID
+                ),
             )
-        Profile.objects.bulk_create(profiles, ignore_conflicts=True)
-        return list(Profile.objects.filter(email__in=[p.email for p in profiles]))
+        return list(Profile.objects.filter(email__in=emails))
 
     def _demo_delivery(self, admin) -> None:
         if Delivery.objects.filter(label=DEMO_DELIVERY).exists():
             return
-        demo_list, _ = List.objects.get_or_create(name=DEMO_LIST, defaults={"description": "Demo audience"})
-        ListMembership.objects.bulk_create(
-            [ListMembership(list=demo_list, profile=profile) for profile in self._demo_profiles()], ignore_conflicts=True
+        demo_list = List.objects.filter(name=DEMO_LIST).first() or profile_services.list_create(
+            name=DEMO_LIST, description="Demo audience"
+        )
+        profile_services.list_add_profiles(
+            list_obj=demo_list, profile_ids=[profile.pk for profile in self._demo_profiles()]
         )
         delivery = services.delivery_create(
             actor=admin,
@@ -112,7 +114,7 @@ class Command(BaseCommand):
                 delivery_id=delivery.pk, task_id="beacon-demo", connection=get_connection(LOCMEM_BACKEND)
             ):
                 pass
-        self._backdate(delivery.pk, DEMO_SENT_AGO)
+        services.delivery_backdate(delivery_id=delivery.pk, by=DEMO_SENT_AGO)
         demo_tracking_activity(delivery_id=delivery.pk)
         reports_refresh()
         delivery.refresh_from_db()
@@ -120,18 +122,3 @@ class Command(BaseCommand):
             f"Demo delivery '{delivery.label}': {delivery.status}, {delivery.success} sent, "
             f"{sum(delivery.excluded_by_cause.values())} excluded."
         )
-
-    @staticmethod
-    @transaction.atomic
-    def _backdate(delivery_id: int, by: timedelta) -> None:
-        """Demo-data step: the delivery as if created, analyzed and sent `by` ago."""
-        Delivery.objects.filter(pk=delivery_id).update(
-            created_at=F("created_at") - by,
-            analyzed_at=F("analyzed_at") - by,
-            sending_started_at=F("sending_started_at") - by,
-            finished_at=F("finished_at") - by,
-        )
-        Message.objects.filter(delivery_id=delivery_id).update(
-            created_at=F("created_at") - by, claimed_at=F("claimed_at") - by, sent_at=F("sent_at") - by
-        )
-        DeliveryAuditEntry.objects.filter(delivery_id=delivery_id).update(at=F("at") - by)

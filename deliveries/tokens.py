@@ -121,6 +121,10 @@ def read_token(token: str, purpose: Purpose) -> TokenData | None:
     return TokenData(purpose, message_id, url_id)
 
 
-def tracking_url(path_prefix: str, token: str) -> str:
-    """Absolute public URL of a tracking endpoint, e.g. ``tracking_url("r", token)``."""
-    return f"{settings.BEACON_PUBLIC_URL}/{path_prefix}/{token}"
+def tracking_url(path_prefix: str, token: str, *, public_url: str = "") -> str:
+    """Absolute public URL of a tracking endpoint, e.g. ``tracking_url("r", token)``.
+
+    The send path passes `public_url`, read once per delivery: a settings lookup costs several times
+    the rest of this, and a message has a dozen links.
+    """
+    return f"{public_url or settings.BEACON_PUBLIC_URL}/{path_prefix}/{token}"

@@ -14,18 +14,18 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import F
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from deliveries.models import MessageStatus
+from deliveries.models import MessageStatus, TrackingMode
 from deliveries.selectors import delivery_messages, delivery_tracked_urls
-from tracking import ingest
-from profiles.models import Profile
-from tracking.models import EventType, TrackingEvent, TrackingMode
-from tracking.services import user_agents_parse
-from tracking.tokens import Purpose, make_token
+from deliveries.tokens import Purpose, make_token
+from profiles.services import profile_opt_out_time_set
+from tracking.ingest.consumer import stream_consume
+from tracking.models import EventType, TrackingEvent
+from tracking.services import events_move
+from tracking.user_agents import user_agents_parse
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -93,14 +93,15 @@ class DemoTimeline:
         moved = 0
         for started, ended, when in self._moves:
             start = datetime.fromtimestamp(started, tz=UTC)
-            moved += TrackingEvent.objects.filter(
-                delivery_id=delivery_id, logged_at__range=(start, datetime.fromtimestamp(ended, tz=UTC))
-            ).update(logged_at=F("logged_at") + (when - start))
+            moved += events_move(
+                delivery_id=delivery_id, logged_from=start, logged_to=datetime.fromtimestamp(ended, tz=UTC),
+                by=when - start,
+            )
         # An opt-out's profile says when it opted out: at its event's new time.
         for profile_id, logged_at in TrackingEvent.objects.filter(
             delivery_id=delivery_id, type=EventType.OPT_OUT, profile_id__isnull=False
         ).values_list("profile_id", "logged_at"):
-            Profile.objects.filter(pk=profile_id).update(opted_out_at=logged_at)
+            profile_opt_out_time_set(profile_id=profile_id, at=logged_at)
         return moved
 
 
@@ -182,7 +183,7 @@ def demo_tracking_activity(*, delivery_id: int, seed: int = 7) -> int:
             scanned_at = sent_at + _seconds(rng, 30, 300)
             for url_id in (special[TrackingMode.HONEYPOT], links[0]):
                 visit(disguised, f"/r/{make_token(Purpose.CLICK, message_id, url_id)}", scanned_at)
-    ingest.stream_consume(consumer="beacon-demo", max_seconds=60, block_ms=100)
+    stream_consume(consumer="beacon-demo", max_seconds=60, block_ms=100)
     timeline.apply(delivery_id=delivery_id)
     user_agents_parse(limit=10_000)
     return requests

@@ -1,0 +1,60 @@
+"""Writes on deliveries, one module per job:
+
+- `lifecycle`: the status machine (`ALLOWED_TRANSITIONS`), edition, and send / pause / resume / cancel;
+- `analysis`: target analysis (links found, delivery log built);
+- `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
+- `mime`: a rendered message as the email handed to the backend;
+- `sending`: the batch pipeline, at most once per recipient;
+- `proofs`: proof sends;
+- `tracked_urls`: edits of a delivery's links;
+- `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
+- `backdating`: demo data, a delivery as if sent some time ago.
+
+Callers use the names below (`from deliveries import services`); the underscored helpers the modules
+share stay inside the package.
+"""
+from deliveries.services.analysis import delivery_analyze
+from deliveries.services.backdating import delivery_backdate
+from deliveries.services.counters import delivery_counters_recount
+from deliveries.services.lifecycle import (
+    EDITABLE_STATUSES,
+    delivery_cancel,
+    delivery_create,
+    delivery_delete,
+    delivery_pause,
+    delivery_resume,
+    delivery_save,
+    delivery_send,
+    delivery_update,
+    delivery_validate,
+    send_batch_queuer_register,
+)
+from deliveries.services.proofs import delivery_proof
+from deliveries.services.rendering import message_render, send_content
+from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
+from deliveries.services.tracked_urls import tracked_url_update
+
+__all__ = [
+    "CLAIM_LEASE",
+    "EDITABLE_STATUSES",
+    "SEND_FLUSH_SIZE",
+    "RelayUnavailable",
+    "delivery_analyze",
+    "delivery_backdate",
+    "delivery_cancel",
+    "delivery_counters_recount",
+    "delivery_create",
+    "delivery_delete",
+    "delivery_pause",
+    "delivery_proof",
+    "delivery_resume",
+    "delivery_save",
+    "delivery_send",
+    "delivery_send_batch",
+    "delivery_update",
+    "delivery_validate",
+    "message_render",
+    "send_batch_queuer_register",
+    "send_content",
+    "tracked_url_update",
+]

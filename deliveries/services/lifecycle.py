@@ -1,0 +1,229 @@
+"""The delivery status machine, edition and the user's actions on a delivery, with their audit trail.
+
+Status machine (`ALLOWED_TRANSITIONS`): draft → analyzing → ready → sending ⇄ paused → finished |
+failed | cancelled. Every change happens under `select_for_update()` in `transaction.atomic()`, writes a
+`DeliveryAuditEntry`, and queues follow-up tasks with `transaction.on_commit`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from beacon.exceptions import NotFound, TransitionNotAllowed
+from deliveries.content import ContentError, prepare_content
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
+from profiles.models import List
+
+# Who acts on a delivery: a user, or nobody (a task); an anonymous user is recorded as nobody.
+Actor = AbstractBaseUser | AnonymousUser | None
+
+S = DeliveryStatus
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.ANALYZING, S.CANCELLED},
+    S.ANALYZING: {S.READY, S.DRAFT, S.FAILED},
+    S.READY: {S.ANALYZING, S.DRAFT, S.SENDING, S.CANCELLED},
+    S.SENDING: {S.PAUSED, S.FINISHED, S.FAILED, S.CANCELLED},
+    S.PAUSED: {S.SENDING, S.CANCELLED},
+    S.FINISHED: set(),
+    S.FAILED: set(),
+    S.CANCELLED: set(),
+}
+EDITABLE_STATUSES = {S.DRAFT, S.READY}
+
+
+class AuditAction:
+    CREATED = "created"
+    CHANGED = "changed"
+    ANALYZED = "analyzed"
+    SENT = "sent"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+    PROOF = "proof"
+
+
+def _audit(delivery: Delivery, action: str, actor: Actor = None, **details: Any) -> None:
+    DeliveryAuditEntry.objects.create(
+        delivery=delivery, action=action, actor=actor if getattr(actor, "pk", None) else None, details=details
+    )
+
+
+def _locked(delivery_id: int) -> Delivery:
+    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+    if delivery is None:
+        raise NotFound("No such delivery.")
+    return delivery
+
+
+def _transition(delivery: Delivery, to_status: str, *, action: str) -> None:
+    if to_status not in ALLOWED_TRANSITIONS[delivery.status]:
+        raise TransitionNotAllowed(
+            f"Cannot {action} a delivery that is {delivery.get_status_display().lower()}.",
+        )
+    delivery.status = to_status
+
+
+# How a sending delivery's batches get queued: the Celery task, handed in by `deliveries.apps` at
+# start-up. Handed in, not imported, because the task module imports these services.
+_send_batch_queuer: Callable[[int], None] | None = None
+
+
+def send_batch_queuer_register(queuer: Callable[[int], None]) -> None:
+    global _send_batch_queuer
+    _send_batch_queuer = queuer
+
+
+def _queue_send_batch(delivery_id: int) -> None:
+    queuer = _send_batch_queuer
+    if queuer is None:
+        raise RuntimeError("No send batch queuer: deliveries.apps registers one when Django starts.")
+    transaction.on_commit(lambda: queuer(delivery_id))
+
+
+# --- Creation and edition -------------------------------------------------------------------------
+
+
+def delivery_validate(*, label: str, subject: str, from_email: str, reply_to: str, html: str, text: str) -> None:
+    """Raises a ValidationError with field messages for anything that would stop analysis or sending."""
+    errors: dict[str, list[str]] = {}
+    if not label.strip():
+        errors["label"] = ["A label is required."]
+    if not subject.strip():
+        errors["subject"] = ["A subject is required."]
+    for name, value in (("from_email", from_email), ("reply_to", reply_to)):
+        if not value.strip() and name == "reply_to":
+            continue
+        try:
+            validate_email(value.strip())
+        except ValidationError:
+            errors[name] = ["Enter a valid email address."]
+    if not html.strip() and not text.strip():
+        errors["html"] = ["The delivery needs HTML or text content."]
+    else:
+        try:
+            prepare_content(subject=subject, html=html, text=text, track_opens=False)
+        except ContentError as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _validate(delivery: Delivery) -> None:
+    delivery_validate(
+        label=delivery.label, subject=delivery.subject, from_email=delivery.from_email,
+        reply_to=delivery.reply_to, html=delivery.html, text=delivery.text,
+    )
+
+
+def delivery_save(*, delivery: Delivery, actor: Actor = None, changed: list[str] | None = None) -> Delivery:
+    """Saves a delivery edited as a whole (the admin form): a new one is created, an existing one must
+    still be editable and goes back to draft."""
+    _validate(delivery)
+    with transaction.atomic():
+        if delivery.pk is None:
+            delivery.created_by = actor if getattr(actor, "pk", None) else None
+            delivery.save()
+            _audit(delivery, AuditAction.CREATED, actor)
+            return delivery
+        current = _locked(delivery.pk)
+        if current.status not in EDITABLE_STATUSES:
+            raise TransitionNotAllowed(f"A delivery that is {current.get_status_display().lower()} cannot be edited.")
+        delivery.status = DeliveryStatus.DRAFT
+        delivery.save()
+        _audit(delivery, AuditAction.CHANGED, actor, fields=changed or [])
+    return delivery
+
+
+def delivery_create(*, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
+    delivery = Delivery(**fields, created_by=actor if getattr(actor, "pk", None) else None)
+    _validate(delivery)
+    with transaction.atomic():
+        delivery.save()
+        if lists:
+            delivery.lists.set(lists)
+        _audit(delivery, AuditAction.CREATED, actor)
+    return delivery
+
+
+def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
+    """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again)."""
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        if delivery.status not in EDITABLE_STATUSES:
+            raise TransitionNotAllowed(f"A delivery that is {delivery.get_status_display().lower()} cannot be edited.")
+        changed = [name for name, value in fields.items() if getattr(delivery, name) != value]
+        for name in changed:
+            setattr(delivery, name, fields[name])
+        if lists is not None and {item.pk for item in lists} != set(delivery.lists.values_list("pk", flat=True)):
+            delivery.lists.set(lists)
+            changed.append("lists")
+        _validate(delivery)
+        if changed:
+            delivery.status = DeliveryStatus.DRAFT
+            delivery.save()
+            _audit(delivery, AuditAction.CHANGED, actor, fields=changed)
+    return delivery
+
+
+def delivery_delete(*, delivery_id: int, actor: Actor = None) -> None:
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        if delivery.status not in EDITABLE_STATUSES:
+            raise TransitionNotAllowed(f"A delivery that is {delivery.get_status_display().lower()} cannot be deleted.")
+        delivery.delete()
+
+
+# --- Sending, pause, resume, cancel ---------------------------------------------------------------
+
+
+def delivery_send(*, delivery_id: int, actor: Actor = None) -> Delivery:
+    """Starts sending an analyzed delivery; the batches run in Celery."""
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        if delivery.status == DeliveryStatus.DRAFT:
+            raise TransitionNotAllowed("Analyze the delivery before sending it.")
+        _transition(delivery, DeliveryStatus.SENDING, action="send")
+        delivery.sending_started_at = timezone.now()
+        delivery.save(update_fields=["status", "sending_started_at", "updated_at"])
+        _audit(delivery, AuditAction.SENT, actor, to_deliver=delivery.to_deliver)
+        _queue_send_batch(delivery.pk)
+    return delivery
+
+
+def delivery_pause(*, delivery_id: int, actor: Actor = None) -> Delivery:
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        _transition(delivery, DeliveryStatus.PAUSED, action="pause")
+        delivery.save(update_fields=["status", "updated_at"])
+        _audit(delivery, AuditAction.PAUSED, actor, processed=delivery.processed)
+    return delivery
+
+
+def delivery_resume(*, delivery_id: int, actor: Actor = None) -> Delivery:
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        if delivery.status != DeliveryStatus.PAUSED:
+            raise TransitionNotAllowed(f"Cannot resume a delivery that is {delivery.get_status_display().lower()}.")
+        _transition(delivery, DeliveryStatus.SENDING, action="resume")
+        delivery.save(update_fields=["status", "updated_at"])
+        _audit(delivery, AuditAction.RESUMED, actor, processed=delivery.processed)
+        _queue_send_batch(delivery.pk)
+    return delivery
+
+
+def delivery_cancel(*, delivery_id: int, actor: Actor = None) -> Delivery:
+    with transaction.atomic():
+        delivery = _locked(delivery_id)
+        _transition(delivery, DeliveryStatus.CANCELLED, action="cancel")
+        delivery.finished_at = timezone.now()
+        delivery.save(update_fields=["status", "finished_at", "updated_at"])
+        _audit(delivery, AuditAction.CANCELLED, actor, processed=delivery.processed)
+    return delivery
