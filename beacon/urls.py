@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("accounts.api_urls")),
     path("api/", include("profiles.api_urls")),
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),

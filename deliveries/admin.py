@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.admin import RoleAdminMixin
 from beacon.exceptions import NotFound, ServiceError
 from deliveries import services
 from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
@@ -53,7 +54,7 @@ class DeliveryAdminForm(forms.ModelForm):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(RoleAdminMixin, admin.ModelAdmin):
     form = DeliveryAdminForm
     list_display = ["label", "status", "to_deliver", "processed", "success", "errors", "created_at", "finished_at"]
     list_filter = ["status", "track_opens", "track_clicks", "created_at"]
@@ -80,7 +81,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         services.delivery_save(delivery=obj, actor=request.user, changed=form.changed_data)
 
     def has_delete_permission(self, request, obj=None):
-        return obj is None or obj.status in services.EDITABLE_STATUSES
+        return super().has_delete_permission(request, obj) and (obj is None or obj.status in services.EDITABLE_STATUSES)
 
     def _run(self, request, queryset, service, done: str) -> None:
         succeeded = 0
@@ -93,23 +94,23 @@ class DeliveryAdmin(admin.ModelAdmin):
         if succeeded:
             self.message_user(request, f"{succeeded} deliver{'y' if succeeded == 1 else 'ies'} {done}.")
 
-    @admin.action(description="Analyze the selected deliveries")
+    @admin.action(description="Analyze the selected deliveries", permissions=["manage"])
     def analyze(self, request, queryset):
         self._run(request, queryset, services.delivery_analyze, "analyzed")
 
-    @admin.action(description="Send the selected deliveries")
+    @admin.action(description="Send the selected deliveries", permissions=["manage"])
     def send(self, request, queryset):
         self._run(request, queryset, services.delivery_send, "sending")
 
-    @admin.action(description="Pause the selected deliveries")
+    @admin.action(description="Pause the selected deliveries", permissions=["manage"])
     def pause(self, request, queryset):
         self._run(request, queryset, services.delivery_pause, "paused")
 
-    @admin.action(description="Resume the selected deliveries")
+    @admin.action(description="Resume the selected deliveries", permissions=["manage"])
     def resume(self, request, queryset):
         self._run(request, queryset, services.delivery_resume, "resumed")
 
-    @admin.action(description="Cancel the selected deliveries")
+    @admin.action(description="Cancel the selected deliveries", permissions=["manage"])
     def cancel(self, request, queryset):
         self._run(request, queryset, services.delivery_cancel, "cancelled")
 

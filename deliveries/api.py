@@ -75,6 +75,7 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     queryset = Delivery.objects.all()
     serializer_class = DeliveryOutputSerializer
     lookup_value_regex = "[0-9]+"
+    personal_data = {"messages"}
 
     def _page(self, request, queryset, serializer_class):
         page = self.paginate_queryset(queryset)

@@ -5,6 +5,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts.admin import RoleAdminMixin
+from accounts.decorators import action_required
+from accounts.roles import MANAGE
 from profiles import services
 from profiles.models import List, ListMembership, Profile
 
@@ -17,7 +20,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = [
         "email", "first_name", "last_name", "email_status", "email_format", "tracking_consent", "opted_out_at",
         "created_at", "tracking_link",
@@ -34,12 +37,12 @@ class ProfileAdmin(admin.ModelAdmin):
     def tracking_link(self, profile: Profile) -> str:
         return format_html('<a href="{}">Tracking</a>', reverse("admin:tracking_profiletracking_change", args=[profile.pk]))
 
-    @admin.action(description="Opt out (denylist) the selected profiles")
+    @admin.action(description="Opt out (denylist) the selected profiles", permissions=["manage"])
     def opt_out(self, request, queryset):
         count = sum(services.profile_opt_out(profile_id=pk) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} profile(s) opted out.")
 
-    @admin.action(description="Set email status back to valid (lift quarantine)")
+    @admin.action(description="Set email status back to valid (lift quarantine)", permissions=["manage"])
     def restore_to_valid(self, request, queryset):
         count = services.profile_restore(profile_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} profile(s) set back to valid.")
@@ -63,7 +66,7 @@ class ListAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="profiles_list_import"),
+            path("<int:pk>/import/", self.admin_site.admin_view(action_required(MANAGE)(self.import_view)), name="profiles_list_import"),
             *super().get_urls(),
         ]
 

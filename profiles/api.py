@@ -6,6 +6,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from accounts.roles import REMOVE_PROFILES
 from profiles import selectors, services
 from profiles.models import EmailFormat, EmailStatus, List, Profile
 
@@ -39,6 +40,8 @@ class ProfileViewSet(viewsets.ModelViewSet):
     """Recipient profiles. Filters: `?search=`, `?email_status=`, `?list=<id>`."""
 
     serializer_class = ProfileOutputSerializer
+    personal_data = True
+    required_actions = {"destroy": REMOVE_PROFILES}
     # A non-numeric id matches no route: a JSON 404, not a ValueError in the lookup.
     lookup_value_regex = "[0-9]+"
 
@@ -98,6 +101,7 @@ class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
     """Lists of profiles: members under `profiles/`, CSV import under `import/`."""
 
     lookup_value_regex = "[0-9]+"
+    personal_data = {"profiles"}
 
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 

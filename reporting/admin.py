@@ -1,12 +1,13 @@
 from django.contrib import admin, messages
 
+from accounts.admin import RoleAdminMixin
 from beacon.exceptions import NotFound, ServiceError
 from reporting.models import ConsolidationState, DeliveryReport
 from reporting.consolidation.recompute import delivery_recompute
 
 
 @admin.register(DeliveryReport)
-class DeliveryReportAdmin(admin.ModelAdmin):
+class DeliveryReportAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_display = ("label", "status", "to_deliver", "processed", "success", "errors", "created_at")
     list_filter = ("status",)
     search_fields = ("label",)
@@ -21,7 +22,7 @@ class DeliveryReportAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Recompute delivery and tracking indicators")
+    @admin.action(description="Recompute delivery and tracking indicators", permissions=["manage"])
     def recompute_indicators(self, request, queryset) -> None:
         for delivery in queryset:
             try:

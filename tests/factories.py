@@ -3,8 +3,10 @@ import uuid
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from accounts.roles import GROUP_NAMES
 from deliveries.models import Delivery, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List, Profile
 from tracking.models import EventType, TrackingEvent, UserAgent
@@ -21,6 +23,18 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
     is_superuser = True
     password = factory.django.Password("password")
+
+
+class RoleUserFactory(UserFactory):
+    """A staff user who is no superuser, in the group of `role` (a `accounts.roles` role; None: no role)."""
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_superuser = False
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(Group.objects.get(name=GROUP_NAMES[extracted]))
 
 
 class ProfileFactory(factory.django.DjangoModelFactory):

@@ -74,6 +74,7 @@ class ProfileTrackingApi(ListAPIView):
     """
 
     serializer_class = ProfileTrackingOutputSerializer
+    personal_data = True
 
     class OrderingSerializer(serializers.Serializer):
         ordering = serializers.ChoiceField(choices=sorted(selectors.PROFILE_TRACKING_ORDERINGS), default="-logged_at")
@@ -146,6 +147,7 @@ class EventListApi(ListAPIView):
 
     serializer_class = EventOutputSerializer
     pagination_class = EventCursorPagination
+    personal_data = True
 
     def get_queryset(self):
         return selectors.events_filter(**_filters(self.request, with_profile=True))
