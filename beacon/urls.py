@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/", include("tracking.api_urls")),
     path("api/", include("reporting.api_urls")),
     path("", include("deliveries.urls")),
+    path("", include("profiles.urls")),
     path("", include("reporting.urls")),
 ]

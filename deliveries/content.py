@@ -105,16 +105,23 @@ def is_tracked_link(tag) -> bool:
     return href is not None and _is_http_url(href) and not _is_track_off(tag)
 
 
+def _without_template_code(text: str) -> str:
+    return " ".join(_TEMPLATE_TAG_RE.sub(" ", text).split())
+
+
 def _link_label(tag, url: str) -> str:
-    label = " ".join(tag.get_text(" ", strip=True).split())
+    """The name the link is counted under, the same for every recipient: its text, title or image
+    text with the template code left out (what a recipient sees there differs from one to the next),
+    else its URL with each placeholder shown as `…`."""
+    label = _without_template_code(tag.get_text(" ", strip=True))
     if not label:
-        label = (tag.get("title") or "").strip()
+        label = _without_template_code(tag.get("title") or "")
     if not label:
         image = tag.find("img", alt=True)
-        label = (image.get("alt") or "").strip() if image else ""
+        label = _without_template_code(image.get("alt") or "") if image else ""
     if not label:
-        label = (tag.get("alt") or "").strip()
-    return (label or url)[:MAX_LABEL_LENGTH]
+        label = _without_template_code(tag.get("alt") or "")
+    return (label or _TEMPLATE_TAG_RE.sub("…", url))[:MAX_LABEL_LENGTH]
 
 
 def _open_tag_end(source: str, start: int) -> int:
@@ -220,7 +227,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
             links.append(
                 FoundLink(
                     url=url,
-                    label=url[:MAX_LABEL_LENGTH],
+                    label=_TEMPLATE_TAG_RE.sub("…", url)[:MAX_LABEL_LENGTH],
                     position=None,
                     in_html=False,
                     in_text=True,
@@ -295,6 +302,18 @@ def render_url_with_context(url_template: str, profile_values: dict[str, Any]) -
     if "{" not in url_template:
         return url_template.strip()
     return _url_template(url_template).render(Context({"profile": _url_encoded(profile_values)}, autoescape=False)).strip()
+
+
+def render_label(label: str, profile: Profile | None) -> str:
+    """A link's label as that recipient saw it, for a label that holds template code (one named before
+    labels left it out); the code dropped when it does not render."""
+    if "{" not in label:
+        return label
+    try:
+        rendered = _url_template(label).render(Context({"profile": profile_context(profile)}, autoescape=False))
+    except (TemplateSyntaxError, ValueError):
+        rendered = _TEMPLATE_TAG_RE.sub(" ", label)
+    return " ".join(rendered.split())
 
 
 def render_link_url(url_template: str, profile: Profile | None) -> str | None:

@@ -1,6 +1,5 @@
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import admin
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -8,6 +7,7 @@ from django.utils.html import format_html
 from accounts.admin import RoleAdminMixin
 from accounts.decorators import action_required
 from accounts.roles import MANAGE
+from beacon.exceptions import ServiceError
 from profiles import services
 from profiles.models import List, ListMembership, Profile
 
@@ -71,26 +71,22 @@ class ListAdmin(admin.ModelAdmin):
         ]
 
     def import_view(self, request, pk: int):
+        """Starts the same background import as the API (columns mapped by header name) and follows it on
+        Beacon's import page."""
         list_obj = get_object_or_404(List, pk=pk)
         form = CsvImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
-                result = services.list_import_csv(
+                list_import = services.list_import_create(
                     list_obj=list_obj,
-                    csv_file=form.cleaned_data["file"].file,
+                    file=form.cleaned_data["file"],
+                    created_by=request.user,
                     update_existing=form.cleaned_data["update_existing"],
+                    map_by_header=True,
                 )
-            except ValidationError as exc:
-                form.add_error("file", "; ".join(exc.messages))
+            except ServiceError as exc:
+                form.add_error("file", exc.message)
             else:
-                self.message_user(
-                    request,
-                    f"{result.rows} row(s) read: {result.created} profile(s) created, {result.updated} updated, "
-                    f"{result.added_to_list} added to the list, {len(result.errors)} refused.",
-                    messages.WARNING if result.errors else messages.SUCCESS,
-                )
-                for error in result.errors[:20]:
-                    self.message_user(request, f"Line {error['line']} ({error['email']}): {error['error']}", messages.WARNING)
-                return redirect(reverse("admin:profiles_list_change", args=[list_obj.pk]))
+                return redirect(reverse("profiles:list-import-detail", args=[list_obj.pk, list_import.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "list_obj": list_obj, "opts": self.model._meta, "title": f"Import profiles into {list_obj}"}
         return render(request, "profiles/admin/list_import.html", context)

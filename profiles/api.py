@@ -1,5 +1,7 @@
 """REST API for profiles and lists (`/api/profiles/`, `/api/lists/`)."""
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -8,7 +10,7 @@ from rest_framework.response import Response
 
 from accounts.roles import REMOVE_PROFILES
 from profiles import selectors, services
-from profiles.models import EmailFormat, EmailStatus, List, Profile
+from profiles.models import EmailFormat, EmailStatus, List, ListImport, Profile
 
 
 class ProfileOutputSerializer(serializers.ModelSerializer):
@@ -97,11 +99,33 @@ class CsvImportSerializer(serializers.Serializer):
     update_existing = serializers.BooleanField(default=False)
 
 
+class ListImportOutputSerializer(serializers.ModelSerializer):
+    status_url = serializers.SerializerMethodField()
+    rejections = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ListImport
+        fields = [
+            "id", "list", "file_name", "status", "total", "processed", "created", "updated", "added_to_list",
+            "rejected", "error", "created_at", "started_at", "finished_at", "status_url", "rejections",
+        ]
+
+    def get_status_url(self, list_import: ListImport) -> str:
+        return self.context["request"].build_absolute_uri(
+            reverse("list-import-status", args=[list_import.list_id, list_import.pk])
+        )
+
+    def get_rejections(self, list_import: ListImport) -> list[dict]:
+        """The first rejected rows: `{line, reason, values}`; the import page offers them all as CSV."""
+        return selectors.list_import_rejections(list_import=list_import)
+
+
 class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     """Lists of profiles: members under `profiles/`, CSV import under `import/`."""
 
     lookup_value_regex = "[0-9]+"
-    personal_data = {"profiles"}
+    # An import's status names the rejected rows, addresses included.
+    personal_data = {"profiles", "import_status"}
 
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -141,13 +165,27 @@ class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
 
     @action(detail=True, methods=["post"], url_path="import")
     def import_csv(self, request, pk=None):
-        """Multipart `file` (CSV with an `email` header) and optional `update_existing`."""
+        """Multipart `file` (CSV with an `email` header) and optional `update_existing`: 202, and the import
+        runs in the background; its columns are mapped by their header names (unknown ones become
+        attributes). Follow it at `status_url`."""
         list_obj = get_object_or_404(List, pk=pk)
         data = CsvImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.list_import_csv(
+        list_import = services.list_import_create(
             list_obj=list_obj,
-            csv_file=data.validated_data["file"].file,
+            file=data.validated_data["file"],
+            created_by=request.user,
             update_existing=data.validated_data["update_existing"],
+            map_by_header=True,
         )
-        return Response(result.as_dict())
+        # Read again: with tasks run in-process, the import has already run.
+        list_import = selectors.list_import_get(list_id=list_obj.pk, import_id=list_import.pk)
+        body = ListImportOutputSerializer(list_import, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]})
+
+    @extend_schema(responses=ListImportOutputSerializer)
+    @action(detail=True, methods=["get"], url_path=r"imports/(?P<import_id>[0-9]+)")
+    def import_status(self, request, pk=None, import_id=None):
+        """Where an import stands: its status and counters, and the first rejected rows with why."""
+        list_import = selectors.list_import_get(list_id=pk, import_id=int(import_id))
+        return Response(ListImportOutputSerializer(list_import, context={"request": request}).data)

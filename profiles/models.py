@@ -1,4 +1,5 @@
-"""Recipient profiles and lists."""
+"""Recipient profiles, lists and their CSV imports."""
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -73,3 +74,75 @@ class ListMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id} in {self.list_id}"
+
+
+class ListImportStatus(models.TextChoices):
+    # Uploaded; waits for its columns to be mapped (the page's second step).
+    MAPPING = "mapping", "Waiting for the column mapping"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+
+
+def _no_columns() -> list[str]:
+    # Not `default=list`: in ListImport's body, `list` is its foreign key to List.
+    return []
+
+
+class ListImport(models.Model):
+    """A CSV file being imported into a list, in the background (`profiles.tasks.list_import_run`).
+
+    The file is kept in the database, not under MEDIA_ROOT: the Celery worker that reads it may run on
+    another machine than the web process that received it, and the database is what both share.
+    `processed` counts the data rows whose writes are committed, in the same transaction as those
+    writes, so a run that dies resumes after them without counting anything twice.
+    """
+
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_name = models.CharField(max_length=255)
+    content = models.BinaryField()
+    encoding = models.CharField(max_length=16)
+    delimiter = models.CharField(max_length=1)
+    header = models.JSONField(default=_no_columns)
+    # One target per column of `header`: a profile field, `attributes.<name>`, or `ignore`.
+    mapping = models.JSONField(default=_no_columns)
+    update_existing = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=ListImportStatus.choices, default=ListImportStatus.MAPPING)
+    total = models.PositiveIntegerField(null=True, blank=True, help_text="Data rows in the file, counted when the run starts.")
+    processed = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    added_to_list = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} into {self.list_id} ({self.status})"
+
+
+class ListImportRejection(models.Model):
+    """A row of an import that was not imported, and why."""
+
+    list_import = models.ForeignKey(ListImport, on_delete=models.CASCADE, related_name="rejections")
+    # The line of the file the row ends on (the header is line 1).
+    line = models.PositiveIntegerField()
+    reason = models.CharField(max_length=200)
+    values = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["list_import", "line"]
+        # A re-run of the same rows writes nothing twice (insert with ignore_conflicts).
+        constraints = [models.UniqueConstraint(fields=["list_import", "line"], name="list_import_rejection_line_unique")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"

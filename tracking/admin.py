@@ -80,8 +80,8 @@ class ProfileTrackingAdmin(ReadOnlyAdmin):
         rows = [
             {
                 "event": event,
-                "url": selectors.event_url(event),
-                "label": event.tracked_url.label if event.tracked_url_id and event.tracked_url else "",
+                "url": selectors.event_url(event, profile),
+                "label": selectors.event_label(event, profile),
             }
             for event in page
         ]

@@ -59,10 +59,10 @@ class ProfileTrackingOutputSerializer(serializers.Serializer):
     machine_reason = serializers.CharField()
 
     def get_url(self, event: TrackingEvent) -> str:
-        return selectors.event_url(event)
+        return selectors.event_url(event, event.profile)
 
     def get_label(self, event: TrackingEvent) -> str:
-        return event.tracked_url.label if event.tracked_url_id and event.tracked_url else ""
+        return selectors.event_label(event, event.profile)
 
 
 @extend_schema(parameters=[EventFilterSerializer])
@@ -128,10 +128,10 @@ class EventOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_url(self, event: TrackingEvent) -> str:
-        return selectors.event_url(event)
+        return selectors.event_url(event, event.profile)
 
     def get_label(self, event: TrackingEvent) -> str:
-        return event.tracked_url.label if event.tracked_url_id and event.tracked_url else ""
+        return selectors.event_label(event, event.profile)
 
     def get_user_agent(self, event: TrackingEvent) -> str:
         return event.user_agent.raw if event.user_agent_id and event.user_agent else ""

@@ -3,7 +3,9 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from deliveries.models import Delivery
+from deliveries.content import render_label, render_link_url
+from deliveries.models import Delivery, TrackingMode
+from profiles.models import Profile
 from tracking.models import TrackingEvent
 
 # The sort keys the profile Tracking tab offers, and the columns they sort on.
@@ -28,7 +30,7 @@ def events_filter(
     existing_deliveries_only: bool = False,
 ) -> QuerySet[TrackingEvent]:
     """Events matching the filters, with their delivery, URL and user agent joined in."""
-    events = TrackingEvent.objects.select_related("delivery", "tracked_url", "user_agent")
+    events = TrackingEvent.objects.select_related("delivery", "tracked_url", "user_agent", "profile")
     if delivery_id is not None:
         events = events.filter(delivery_id=delivery_id)
     if profile_id is not None:
@@ -69,8 +71,22 @@ def profile_tracking(
     ).order_by(*PROFILE_TRACKING_ORDERINGS[ordering])
 
 
-def event_url(event: TrackingEvent) -> str:
-    """What the event was about: the visited page for web events, else the clicked link's URL."""
+def event_url(event: TrackingEvent, profile: Profile | None) -> str:
+    """What the event was about: the visited page for web events, else the clicked link's URL as it was
+    for that recipient (a personalized link's placeholders filled with `profile`'s values: the events of
+    someone without tracking consent name nobody, so theirs stay empty), never template code."""
     if event.page_url:
         return event.page_url
-    return event.tracked_url.url if event.tracked_url_id and event.tracked_url else ""
+    tracked_url = event.tracked_url if event.tracked_url_id else None
+    # The opt-out and mirror pseudo-links store the name of a variable, not a URL.
+    if tracked_url is None or tracked_url.mode in (TrackingMode.OPT_OUT, TrackingMode.MIRROR):
+        return ""
+    if tracked_url.is_personalized:
+        return render_link_url(tracked_url.url, profile) or ""
+    return tracked_url.url
+
+
+def event_label(event: TrackingEvent, profile: Profile | None) -> str:
+    """The clicked link's label, as that recipient saw it."""
+    tracked_url = event.tracked_url if event.tracked_url_id else None
+    return render_label(tracked_url.label, profile) if tracked_url is not None else ""

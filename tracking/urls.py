@@ -12,4 +12,5 @@ urlpatterns = [
     path("w/tag.js", views.web_tag, name="web-tag"),
     path("w/p.gif", views.web_pixel, name="web-pixel"),
     path("w/opt-out", views.web_opt_out, name="web-opt-out"),
+    path("profiles/<int:profile_id>/tracking/", views.profile_tracking, name="profile-tracking"),
 ]

@@ -90,11 +90,12 @@ def test_each_admin_page_for_each_caller(path, least, caller, objects, login):
 
 
 @pytest.mark.parametrize("caller", CALLERS[1:])
-def test_the_list_import_runs_for_marketers_only(caller, login):
+def test_the_list_import_runs_for_marketers_only(caller, login, django_capture_on_commit_callbacks):
     list_obj = ListFactory()
     csv_file = SimpleUploadedFile("people.csv", b"email\nimported@example.org\n")
 
-    response = login(caller).post(f"/admin/profiles/list/{list_obj.pk}/import/", {"file": csv_file})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = login(caller).post(f"/admin/profiles/list/{list_obj.pk}/import/", {"file": csv_file})
 
     imported = list_obj.profiles.filter(email="imported@example.org").exists()
     if allowed(MARKETER, caller):

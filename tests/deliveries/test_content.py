@@ -1,6 +1,8 @@
 import pytest
 
-from deliveries.content import ContentError, check_templates, parse_content, prepare_content, render_link_url
+from deliveries.content import (
+    ContentError, check_templates, parse_content, prepare_content, render_label, render_link_url,
+)
 from tests.factories import ProfileFactory
 
 HTML = """<html><body>
@@ -35,8 +37,25 @@ def test_links_found_with_labels_positions_and_personalization():
         ("https://shop.example.com/u?id={{ profile.id }}&city={{ profile.attributes.city }}", "Your page", 2, True, False, True),
         ("https://area.example.com/", "Area link", 3, True, False, False),
         ("https://logo.example.com/", "Logo", 4, True, False, False),
-        ("https://text-only.example.com/x?u={{ profile.id }}", "https://text-only.example.com/x?u={{ profile.id }}", None, False, True, True),
+        ("https://text-only.example.com/x?u={{ profile.id }}", "https://text-only.example.com/x?u=…", None, False, True, True),
     ]
+
+
+def test_a_label_never_holds_template_code():
+    html = (
+        '<a href="https://shop.example.com/{{ profile.id }}">Hi {{ profile.first_name }}, {% if profile.id %}your{% endif %} offers</a>'
+        '<a href="https://shop.example.com/u/{{ profile.id }}/p">{{ profile.first_name }}</a>'
+    )
+    labels = [link.label for link in parse_content(html=html, text="", track_opens=False).links]
+    assert labels == ["Hi , your offers", "https://shop.example.com/u/…/p"]
+
+
+def test_a_label_is_rendered_for_its_recipient():
+    profile = ProfileFactory.build(first_name="Ann")
+    assert render_label("Hi {{ profile.first_name }}", profile) == "Hi Ann"
+    assert render_label("Hi {{ profile.first_name }}", None) == "Hi"
+    assert render_label("Broken {% if %}", profile) == "Broken"
+    assert render_label("Sale", profile) == "Sale"
 
 
 def test_untracked_links_are_left_alone_and_data_track_is_removed():

@@ -1,7 +1,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from profiles.models import EmailStatus, Profile
+from profiles.models import EmailStatus, ListImport, Profile
 from tests.factories import ListFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,21 +39,26 @@ def test_profile_admin_links_to_the_profiles_tracking_tab(admin_client_logged):
     assert followed.status_code == 200 and f"Tracking of {profile.email}" in followed.content.decode()
 
 
-def test_list_admin_csv_import(admin_client_logged):
+def test_list_admin_csv_import_runs_in_the_background_and_is_followed_on_beacons_page(
+    admin_client_logged, django_capture_on_commit_callbacks
+):
     list_obj = ListFactory()
     page = admin_client_logged.get(f"/admin/profiles/list/{list_obj.pk}/change/")
     assert b"Import CSV" in page.content
-    response = admin_client_logged.post(
-        f"/admin/profiles/list/{list_obj.pk}/import/",
-        {"file": SimpleUploadedFile("a.csv", b"email\none@example.com\nbad\n")},
-        follow=True,
-    )
-    assert response.status_code == 200
-    assert b"1 profile(s) created" in response.content
-    assert b"Line 3 (bad): invalid email address" in response.content
-    assert list_obj.profiles.count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged.post(
+            f"/admin/profiles/list/{list_obj.pk}/import/",
+            {"file": SimpleUploadedFile("a.csv", b"email\none@example.com\nbad\n")},
+        )
+    list_import = ListImport.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/lists/{list_obj.pk}/imports/{list_import.pk}/"
+    followed = admin_client_logged.get(response["Location"]).content.decode()
+    assert "Finished" in followed and "invalid email address" in followed
+    assert (list_import.created, list_import.rejected, list_obj.profiles.count()) == (1, 1, 1)
     missing_column = admin_client_logged.post(
         f"/admin/profiles/list/{list_obj.pk}/import/", {"file": SimpleUploadedFile("a.csv", b"name\nx\n")}
     )
     assert missing_column.status_code == 200
     assert b"email" in missing_column.content
+    assert ListImport.objects.count() == 1
