@@ -106,9 +106,14 @@ def role_of(user: User | AnonymousUser) -> str | None:
     return held[-1] if held else None
 
 
+def actions_of(user: User | AnonymousUser) -> frozenset[str]:
+    """Every action the user's role allows, none without a role: one lookup for a page that asks several."""
+    role = role_of(user)
+    return ROLE_ACTIONS[role] if role is not None else frozenset()
+
+
 def can(user: User | AnonymousUser, action: str) -> bool:
     """Whether the user's role allows `action`, one of `ACTIONS`; a misspelt action is an error, not a "no"."""
     if action not in ACTIONS:
         raise ValueError(f"Unknown action {action!r}.")
-    role = role_of(user)
-    return role is not None and action in ROLE_ACTIONS[role]
+    return action in actions_of(user)

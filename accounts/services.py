@@ -1,10 +1,11 @@
-"""Writes on users and groups: the role groups' permissions, a user's role."""
+"""Writes on users and groups: the role groups' permissions, a user's role, a user's API token."""
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from rest_framework.authtoken.models import Token
 
 from accounts.roles import ADMINISTRATOR, GROUP_NAMES, ROLE_MODEL_PERMISSIONS, ROLES
 
@@ -56,3 +57,18 @@ def user_role_set(*, username: str, role: str, password: str | None = None, staf
     user.groups.remove(*groups.exclude(name=GROUP_NAMES[role]))
     user.groups.add(groups.get(name=GROUP_NAMES[role]))
     return user
+
+
+@transaction.atomic
+def user_token_create(*, user: AbstractBaseUser) -> Token:
+    """Gives `user` a new API token, replacing the one they had: DRF's tokens are one per user, so
+    creating is regenerating, and the old key stops working at once. The key is readable on the token
+    returned; the caller shows it once."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)
+
+
+def user_token_revoke(*, user: AbstractBaseUser) -> bool:
+    """Deletes `user`'s API token; returns whether there was one."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return deleted > 0

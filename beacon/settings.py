@@ -79,6 +79,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "beacon.context_processors.navigation",
+                "accounts.context_processors.role",
             ],
         },
     },
@@ -113,7 +115,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 # Serve from the app directories in development too, so the embedded default needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 # --- Redis: Celery broker, event stream, cache. Absent means the embedded default. ---
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -176,7 +180,13 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Beacon API",
-    "DESCRIPTION": "Email deliveries, message tracking and reports.",
+    "DESCRIPTION": (
+        "Email deliveries, message tracking and reports.\n\n"
+        "**Authentication.** Get a token in Beacon's pages under *Settings → API token* (shown once; "
+        "creating a new one revokes the old), then send it as `Authorization: Token <key>`. "
+        "A browser signed in to Beacon is authenticated by its session. "
+        "Your role (`GET /api/me/`) decides what you may call: 403 otherwise."
+    ),
     "VERSION": "1.0.0",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

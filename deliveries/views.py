@@ -1,12 +1,13 @@
 """The delivery actions of the marketer's delivery page (analyze, send, pause, resume, cancel): each button
 posts here and calls the delivery service, as the API and the admin do."""
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from accounts.decorators import action_required
+from accounts.roles import MANAGE
 from beacon.exceptions import ServiceError
 from deliveries import services
 from deliveries.models import DeliveryStatus
@@ -27,7 +28,7 @@ ACTIONS_BY_STATUS = {
 }
 
 
-@login_required
+@action_required(MANAGE)
 @require_POST
 def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> HttpResponse:
     if action not in DELIVERY_ACTIONS:

@@ -58,7 +58,7 @@ def bar_list(rows: list[tuple[str, float]], *, title: str, width: int = 420) -> 
     height = max(row_height, row_height * len(rows)) + 4
     peak = max((value for _, value in rows), default=0) or 1
     parts = [
-        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" style="max-width:{width}px" '
+        f'<svg class="chart bars" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for index, (name, value) in enumerate(rows):

@@ -1,11 +1,17 @@
 """Reads of the delivery pages: the dashboard, the progress, the delivery log, the tracking events and
 the audit trail; `delivery_get`, the delivery or NotFound, serves the reports too."""
+from typing import Any
+
 from django.db.models import QuerySet
 
 from beacon.exceptions import NotFound
-from deliveries.models import Delivery, DeliveryAuditEntry, Message
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 from reporting.percentages import percent
-from tracking.models import TrackingEvent
+from tracking.models import TrackingEvent, UserAgent
+
+# Audit details that name recipients: a proof's addresses and the profile it was personalized for
+# (deliveries/services/proofs.py). Shown only to roles that read personal data.
+PERSONAL_AUDIT_DETAILS = frozenset({"emails", "profile_id"})
 
 
 def delivery_get(*, delivery_id: int) -> Delivery:
@@ -44,3 +50,49 @@ def delivery_events(*, delivery_id: int, event_type: str = "") -> QuerySet[Track
 
 def delivery_audit(*, delivery_id: int) -> QuerySet[DeliveryAuditEntry]:
     return DeliveryAuditEntry.objects.filter(delivery_id=delivery_id).select_related("actor").order_by("-at", "-id")
+
+
+def delivery_event_rows(*, events: list[TrackingEvent]) -> list[dict]:
+    """A page of a delivery's events, each with its recipient's address, link and user agent.
+
+    The address is shown only for an event that names its profile: an event of a profile without
+    tracking consent is stored without one, and must not be traced back to the person through its
+    message."""
+    consenting_message_ids = {event.message_id for event in events if event.message_id and event.profile_id}
+    emails = dict(Message.objects.filter(id__in=consenting_message_ids).values_list("id", "email"))
+    urls = TrackedUrl.objects.in_bulk({event.tracked_url_id for event in events if event.tracked_url_id})
+    agents = UserAgent.objects.in_bulk({event.user_agent_id for event in events if event.user_agent_id})
+    return [
+        {
+            "event": event,
+            "email": emails.get(event.message_id, "") if event.profile_id else "",
+            "url": urls.get(event.tracked_url_id),
+            "user_agent": agents.get(event.user_agent_id),
+        }
+        for event in events
+    ]
+
+
+def _detail_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key.replace('_', ' ')} {_detail_text(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_detail_text(item) for item in value) or "none"
+    return "–" if value is None else str(value)
+
+
+def audit_details(details: dict, *, personal_data: bool) -> list[tuple[str, str]]:
+    """An audit entry's details as (label, text) pairs to read; without `personal_data`, the details
+    naming recipients are left out."""
+    return [
+        (key.replace("_", " "), _detail_text(value))
+        for key, value in details.items()
+        if personal_data or key not in PERSONAL_AUDIT_DETAILS
+    ]
+
+
+def delivery_audit_rows(*, delivery_id: int, personal_data: bool) -> list[dict]:
+    return [
+        {"entry": entry, "details": audit_details(entry.details or {}, personal_data=personal_data)}
+        for entry in delivery_audit(delivery_id=delivery_id)
+    ]

@@ -1,28 +1,36 @@
 """The marketer's pages: the delivery dashboard and a delivery's tabs (Summary, Delivery log, Tracking,
-Reports, Audit), report CSV downloads, and the sandboxed hot-clicks document."""
+Reports, Audit), report CSV downloads, the sandboxed hot-clicks document, and the Settings page.
+
+Who may open what is the role's (`accounts.roles`): aggregate reads need READ_REPORTS, the pages naming
+recipients READ_PERSONAL_DATA, the buttons that change a delivery MANAGE."""
 from bs4 import BeautifulSoup
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
+from accounts.decorators import action_required, role_required
+from accounts.roles import MANAGE, MANAGE_SETTINGS, READ_PERSONAL_DATA, READ_REPORTS, actions_of, can
+from accounts.selectors import user_token_get
+from accounts.services import user_token_create, user_token_revoke
 from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
-from deliveries.models import DeliveryStatus, Message, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.models import DeliveryStatus, MessageStatus, TrackedUrl, TrackingMode
 from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.views import ACTIONS_BY_STATUS
-from reporting import charts, reports, selectors
+from reporting import charts, health, reports, selectors
 from reporting.api import table_csv
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports.indicators import report_indicators, report_summary
 from reporting.reports.links import report_hot_clicks
 from reporting.reports.tables import report_table
 from reporting.reports.time_series import GRANULARITIES, report_statistics
-from tracking.models import EventType, UserAgent
+from tracking.models import EventType
 
 # Marketer HTML is shown in an opaque-origin sandbox: no script, no form, no plugin, nothing fetched but
 # images; it can be framed by Beacon's own pages only.
@@ -30,7 +38,14 @@ HOT_CLICKS_CSP = (
     "sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
     "font-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
-TABS = (("summary", "Summary"), ("log", "Delivery log"), ("tracking", "Tracking"), ("reports", "Reports"), ("audit", "Audit"))
+# (key, title, the action needed to see it)
+TABS = (
+    ("summary", "Summary", READ_REPORTS),
+    ("log", "Delivery log", READ_PERSONAL_DATA),
+    ("tracking", "Tracking", READ_PERSONAL_DATA),
+    ("reports", "Reports", READ_REPORTS),
+    ("audit", "Audit", READ_REPORTS),
+)
 REPORT_TITLES = {
     "summary": "Delivery summary",
     "indicators": "Tracking indicators",
@@ -48,12 +63,13 @@ def _humans_only(request: HttpRequest) -> bool:
 
 
 def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict) -> HttpResponse:
+    allowed = actions_of(request.user)
     return render(
         request,
         template,
         {
             "delivery": delivery,
-            "tabs": TABS,
+            "tabs": [(key, title) for key, title, action in TABS if action in allowed],
             "tab": tab,
             "progress": selectors.delivery_progress(delivery=delivery),
             "actions": ACTIONS_BY_STATUS.get(delivery.status, ()),
@@ -62,7 +78,7 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
     )
 
 
-@login_required
+@action_required(READ_REPORTS)
 def dashboard(request: HttpRequest) -> HttpResponse:
     deliveries = [
         {"delivery": delivery, "progress": selectors.delivery_progress(delivery=delivery)}
@@ -71,12 +87,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "reporting/dashboard.html", {"deliveries": deliveries, "live_statuses": [DeliveryStatus.SENDING]})
 
 
-@login_required
+@action_required(READ_REPORTS)
 def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
     return JsonResponse(selectors.delivery_progress(delivery=selectors.delivery_get(delivery_id=delivery_id)))
 
 
-@login_required
+@action_required(READ_REPORTS)
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
@@ -101,7 +117,7 @@ def _time_chart(statistics: dict):
     )
 
 
-@login_required
+@action_required(READ_PERSONAL_DATA)
 def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     status = request.GET.get("status", "")
@@ -123,41 +139,31 @@ def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
     })
 
 
-@login_required
+@action_required(READ_PERSONAL_DATA)
 def delivery_tracking(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     event_type = request.GET.get("type", "")
     if event_type not in EventType.values:
         event_type = ""
     page = Paginator(selectors.delivery_events(delivery_id=delivery.pk, event_type=event_type), 50).get_page(request.GET.get("page"))
-    events = list(page.object_list)
-    emails = dict(Message.objects.filter(id__in={e.message_id for e in events if e.message_id}).values_list("id", "email"))
-    urls = {url.pk: url for url in TrackedUrl.objects.filter(id__in={e.tracked_url_id for e in events if e.tracked_url_id})}
-    agents = {ua.pk: ua for ua in UserAgent.objects.filter(id__in={e.user_agent_id for e in events if e.user_agent_id})}
-    rows = [
-        {
-            "event": event,
-            "email": emails.get(event.message_id, ""),
-            "url": urls.get(event.tracked_url_id),
-            "user_agent": agents.get(event.user_agent_id),
-        }
-        for event in events
-    ]
+    rows = selectors.delivery_event_rows(events=list(page.object_list))
     return _tab(request, delivery, "tracking", "reporting/delivery_tracking.html", {
         "page": page, "rows": rows, "event_type": event_type, "event_types": EventType.choices,
         "pager_query": f"&type={event_type}" if event_type else "",
     })
 
 
-@login_required
+@action_required(READ_REPORTS)
 def delivery_audit(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     return _tab(request, delivery, "audit", "reporting/delivery_audit.html", {
-        "entries": selectors.delivery_audit(delivery_id=delivery.pk),
+        "entries": selectors.delivery_audit_rows(
+            delivery_id=delivery.pk, personal_data=can(request.user, READ_PERSONAL_DATA)
+        ),
     })
 
 
-@login_required
+@action_required(READ_REPORTS)
 def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     name = request.GET.get("report") or "indicators"
@@ -225,7 +231,7 @@ def _report_charts(name: str, data: dict) -> list:
     return []
 
 
-@login_required
+@action_required(READ_REPORTS)
 def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     if name not in reports.REPORTS:
@@ -240,7 +246,7 @@ def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> Ht
     return response
 
 
-@login_required
+@action_required(MANAGE)
 @require_POST
 def delivery_recompute_view(request: HttpRequest, delivery_id: int) -> HttpResponse:
     try:
@@ -276,7 +282,7 @@ def hot_clicks_document(html: str, links: list[dict]) -> str:
     return str(soup)
 
 
-@login_required
+@action_required(READ_REPORTS)
 @xframe_options_sameorigin
 def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
@@ -287,3 +293,40 @@ def hot_clicks_frame(request: HttpRequest, delivery_id: int) -> HttpResponse:
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _settings_page(request: HttpRequest, *, new_token: str = "") -> HttpResponse:
+    context = {"token": user_token_get(user=request.user), "new_token": new_token}
+    if can(request.user, MANAGE_SETTINGS):
+        context |= {
+            "public_url": settings.BEACON_PUBLIC_URL,
+            "signing_keys": health.signing_keys(),
+            "health": health.pipeline_health(),
+        }
+    return render(request, "reporting/settings.html", context)
+
+
+@role_required
+@never_cache
+def settings_page(request: HttpRequest) -> HttpResponse:
+    """Settings. Every role sees here its own API token, and creates or revokes it; the public tracking
+    host, the signing keys' state and the queue health are shown to roles with MANAGE_SETTINGS only
+    (administrators)."""
+    return _settings_page(request)
+
+
+@role_required
+@never_cache
+@require_POST
+def settings_token_create(request: HttpRequest) -> HttpResponse:
+    # The new key is in this answer only (not cached, not kept in the session): shown once.
+    token = user_token_create(user=request.user)
+    return _settings_page(request, new_token=token.key)
+
+
+@role_required
+@require_POST
+def settings_token_revoke(request: HttpRequest) -> HttpResponse:
+    if user_token_revoke(user=request.user):
+        messages.success(request, "API token revoked: it no longer works.")
+    return redirect("reporting:settings")

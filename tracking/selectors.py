@@ -1,11 +1,19 @@
-"""Reads of tracking events: the profile Tracking tab, the events API, the admin."""
+"""Reads of tracking events: the profile Tracking tab, the events API, the admin; and the state of
+ingestion for the Settings page (the stream's backlog, spool files waiting, events past an id)."""
 from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
 
+import redis
+from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 
 from deliveries.content import render_label, render_link_url
 from deliveries.models import Delivery, TrackingMode
 from profiles.models import Profile
+from tracking.ingest.journal import REPLAY_SUFFIX
+from tracking.ingest.redis_stream import redis_client
+from tracking.ingest.spool import SPOOL_SUFFIX
 from tracking.models import TrackingEvent
 
 # The sort keys the profile Tracking tab offers, and the columns they sort on.
@@ -90,3 +98,42 @@ def event_label(event: TrackingEvent, profile: Profile | None) -> str:
     """The clicked link's label, as that recipient saw it."""
     tracked_url = event.tracked_url if event.tracked_url_id else None
     return render_label(tracked_url.label, profile) if tracked_url is not None else ""
+
+
+class StreamBacklog(NamedTuple):
+    # Entries in the stream: the consumer deletes an entry once its event is stored, so all are waiting.
+    length: int
+    # Of those, the ones a consumer has read and not yet stored and acknowledged (a dead one's, until reclaimed).
+    pending: int
+
+
+def event_stream_backlog() -> StreamBacklog | None:
+    """The event stream's backlog; None when there is no stream (events are written directly).
+    Raises `redis.RedisError` when Redis cannot be reached."""
+    url = settings.BEACON_EVENT_REDIS_URL
+    if not url:
+        return None
+    client = redis_client(url)
+    length = client.xlen(settings.BEACON_EVENT_STREAM)
+    try:
+        pending = client.xpending(settings.BEACON_EVENT_STREAM, settings.BEACON_EVENT_GROUP)["pending"]
+    except redis.ResponseError as error:
+        # No consumer has run yet: neither the stream nor its group exists, and nothing is pending.
+        if "NOGROUP" not in str(error):
+            raise
+        pending = 0
+    return StreamBacklog(length=length, pending=pending)
+
+
+def spool_files_waiting() -> int:
+    """Files in `BEACON_SPOOL_DIR` whose events wait for the spool replay: spooled events, and the
+    journal segments kept for replay."""
+    directory = Path(settings.BEACON_SPOOL_DIR)
+    if not directory.is_dir():
+        return 0
+    return sum(1 for path in directory.iterdir() if path.suffix in (SPOOL_SUFFIX, REPLAY_SUFFIX))
+
+
+def events_count_after(*, event_id: int, limit: int) -> int:
+    """How many events have an id above `event_id`, counted up to `limit` (a bounded index range scan)."""
+    return TrackingEvent.objects.filter(id__gt=event_id).order_by()[:limit].count()

@@ -5,7 +5,7 @@
 
   function update(bar, data) {
     var scope = bar.closest("[data-delivery]") || document;
-    bar.querySelector(".progress-bar").style.width = data.percent + "%";
+    bar.querySelector(".progress-bar").value = Math.round(data.percent);
     ["processed", "to_deliver", "success", "errors"].forEach(function (name) {
       scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = data[name]; });
     });

@@ -4,8 +4,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from accounts.decorators import action_required
-from accounts.roles import MANAGE, MARKETER, READ_REPORTS, VIEWER
+from accounts.decorators import action_required, role_required
+from accounts.roles import ADMINISTRATOR, MANAGE, MARKETER, READ_REPORTS, VIEWER
 from tests.accounts.conftest import NO_ROLE
 
 pytestmark = pytest.mark.django_db
@@ -42,3 +42,16 @@ def test_a_role_with_the_action_gets_the_page(role_user):
 def test_a_misspelt_action_fails_when_decorating():
     with pytest.raises(ValueError, match="Unknown action"):
         action_required(READ_REPORTS + "s")
+
+
+@role_required
+def own_token_page(request) -> HttpResponse:
+    return HttpResponse("token")
+
+
+def test_role_required_lets_in_every_role_and_no_one_else(role_user):
+    assert own_token_page(request_as(AnonymousUser())).status_code == 302
+    with pytest.raises(PermissionDenied):
+        own_token_page(request_as(role_user(NO_ROLE)))
+    for caller in (VIEWER, MARKETER, ADMINISTRATOR):
+        assert own_token_page(request_as(role_user(caller))).content == b"token"

@@ -37,7 +37,7 @@ def test_progress_bar_follows_a_sending_delivery(logged_in_page, live_server):
     assert row.locator('.progress-label [data-field="processed"]').inner_text() == "20"
     Delivery.objects.filter(pk=delivery.pk).update(processed=150, success=149, errors=1)
     page.wait_for_function(
-        f"document.querySelector('tr[data-delivery=\"{delivery.pk}\"] .progress-bar').style.width === '75%'",
+        f"document.querySelector('tr[data-delivery=\"{delivery.pk}\"] .progress-bar').value === 75",
         timeout=10_000,
     )
     assert row.locator('td[data-field="success"]').inner_text() == "149"
