@@ -1,4 +1,5 @@
-// Live progress of deliveries being sent: polls each one's progress and updates its bar and counters.
+// Progress bars: drawn from their data-percent; those of deliveries being sent poll their progress and
+// update the bar and counters.
 (function () {
   "use strict";
   var POLL_MS = 3000;
@@ -26,6 +27,10 @@
       .catch(function () { setTimeout(function () { poll(bar); }, POLL_MS * 3); });
   }
 
+  // The width is set here, not in a style attribute, which the pages' Content-Security-Policy forbids.
+  document.querySelectorAll(".progress-bar[data-percent]").forEach(function (fill) {
+    fill.style.width = fill.dataset.percent + "%";
+  });
   document.querySelectorAll(".progress[data-live='1']").forEach(function (bar) {
     setTimeout(function () { poll(bar); }, POLL_MS);
   });
