@@ -46,6 +46,13 @@ def api_client(user) -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def _reports_consolidated_by_hand(settings):
+    """Tests consolidate when they mean to: reading a report does not (tests/reporting/test_freshness.py
+    turns it on)."""
+    settings.BEACON_REPORTS_MAX_AGE_SECONDS = None
+
+
+@pytest.fixture(autouse=True)
 def _tracking_direct_and_fresh(settings):
     """Tracking events are written directly (tests that test the stream point it at their own Redis,
     and those of the journal turn it on), and tracking's per-process caches start empty: tests roll
