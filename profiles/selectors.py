@@ -19,3 +19,10 @@ def profile_list(*, search: str = "", email_status: str = "", list_id: int | Non
 
 def list_list() -> QuerySet[List]:
     return List.objects.annotate(profile_count=Count("memberships")).order_by("name")
+
+
+def profile_language(*, profile_id: int | None) -> str | None:
+    """The language a profile's pages are shown in, if it is known."""
+    if profile_id is None:
+        return None
+    return Profile.objects.filter(pk=profile_id).values_list("language", flat=True).first()

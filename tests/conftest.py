@@ -4,7 +4,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from beacon.celery import app as celery_app
+from beacon.translations import messages_compile
 from tests.factories import UserFactory
+
+# Runs of pytest alone, without dev.py, see the recipient pages' translations too.
+messages_compile()
 
 # Tests run tasks in-process, whatever REDIS_URL says; workers are exercised by the reliability tests.
 celery_app.conf.task_always_eager = True
