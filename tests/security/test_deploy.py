@@ -20,7 +20,8 @@ PRODUCTION = {
 def run_in_production(*args: str) -> subprocess.CompletedProcess:
     environment = {
         name: value for name, value in os.environ.items()
-        if not name.startswith(("BEACON_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "CELERY_"))
+        # DJANGO_ALLOW_ASYNC_UNSAFE: set by the browser tests' Playwright, never in production.
+        if not name.startswith(("BEACON_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "CELERY_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
     } | PRODUCTION
     return subprocess.run(
         [sys.executable, *args], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=120
