@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Beacon's two set-up commands, needing nothing but Python 3.
 
-    python3 dev.py run    install into .venv, migrate, create demo data and an admin login, serve :8000
-    python3 dev.py test   install into .venv and run the whole test suite (extra arguments go to pytest)
+    python3 dev.py run    install into .venv, compile translations, migrate, create demo data and an admin
+                          login, serve :8000
+    python3 dev.py test   install into .venv, compile translations, run the whole test suite (extra arguments
+                          go to pytest)
 """
 import hashlib
 import os
@@ -33,6 +35,10 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+def compile_translations() -> None:
+    subprocess.run([str(PYTHON), "-m", "beacon.translations"], check=True, cwd=ROOT)
+
+
 def manage(*args: str) -> None:
     subprocess.run([str(PYTHON), str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
 
@@ -54,6 +60,7 @@ def main() -> int:
         print(__doc__)
         return 2
     ensure_environment()
+    compile_translations()
     if sys.argv[1] == "run":
         return run()
     return test(sys.argv[2:])

@@ -3,6 +3,7 @@
 With nothing set, Beacon runs on the embedded default: SQLite, Celery tasks executed in-process,
 no Redis, the console email backend. See `.env.example` for every variable.
 """
+import datetime as dt
 import hashlib
 import os
 from pathlib import Path
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "profiles",
     "deliveries",
@@ -63,7 +65,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "beacon.security.ContentSecurityPolicyMiddleware",
     "beacon.errors.NotFoundMiddleware",
+    # Last, as its documentation asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "beacon.urls"
@@ -109,6 +120,17 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The languages of the recipient-facing pages (unsubscribe, web opt-out, link not found); the marketer's
+# pages are in English. `Profile.language` takes one of these codes.
+LANGUAGES = [
+    ("en", "English"),
+    ("es", "Español"),
+    ("pt", "Português"),
+    ("it", "Italiano"),
+    ("nl", "Nederlands"),
+    ("sv", "Svenska"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -118,6 +140,34 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+
+# --- HTTPS deployments (the README's production section; `manage.py check --deploy` is clean with it) ---
+BEACON_HTTPS = env_bool("BEACON_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = BEACON_HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("BEACON_HSTS_SECONDS", "31536000" if BEACON_HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BEACON_HSTS_INCLUDE_SUBDOMAINS", default=BEACON_HTTPS)
+# A reverse proxy terminates TLS and says so in X-Forwarded-Proto (it must strip the clients' own).
+if env_bool("BEACON_BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS preloading commits the whole registered domain, and every host under it, to HTTPS for good: a
+# decision for the domain's owner, made at hstspreload.org, not a default of one application on it.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# --- Content-Security-Policy of Beacon's pages (beacon/security.py); a view may set its own, stricter one. ---
+BEACON_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'self'; "
+    "form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+
+# --- Login rate limiting (django-axes): every password check goes through `authenticate()` (the admin,
+# /login/; the API takes no password, only sessions and 40-hex-digit tokens, which cannot be guessed).
+# Counted per username and address together, so one attacker cannot lock a user out from everywhere.
+# A successful login clears the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("BEACON_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = dt.timedelta(minutes=int(os.environ.get("BEACON_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "beacon.security.client_ip"
 
 # --- Redis: Celery broker, event stream, cache. Absent means the embedded default. ---
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -165,6 +215,10 @@ BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", 
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))
 # The largest CSV file a list import accepts, in bytes (a larger one is refused with HTTP 413).
 BEACON_IMPORT_MAX_BYTES = int(os.environ.get("BEACON_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
+# Reports read while consolidation is behind by more than this many seconds consolidate first (see
+# reporting/freshness.py). On by default only on the embedded default, which has no Celery beat.
+_reports_max_age = os.environ.get("BEACON_REPORTS_MAX_AGE_SECONDS", "" if REDIS_URL else "30")
+BEACON_REPORTS_MAX_AGE_SECONDS = int(_reports_max_age) if _reports_max_age else None
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from beacon.security import SWAGGER_UI_CSP, csp
 
 handler404 = "beacon.errors.page_not_found"
 
@@ -9,7 +11,7 @@ urlpatterns = [
     path("", include("tracking.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", csp(SWAGGER_UI_CSP)(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include("accounts.api_urls")),
     path("api/", include("profiles.api_urls")),
     path("api/", include("deliveries.api_urls")),

@@ -1,4 +1,5 @@
 """REST API for profiles and lists (`/api/profiles/`, `/api/lists/`)."""
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -20,7 +21,7 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
         model = Profile
         fields = [
             "id", "email", "first_name", "last_name", "attributes", "email_status", "email_format",
-            "tracking_consent", "opted_out_at", "soft_bounce_count", "quarantined_at", "lists",
+            "tracking_consent", "language", "opted_out_at", "soft_bounce_count", "quarantined_at", "lists",
             "created_at", "updated_at",
         ]
 
@@ -36,6 +37,7 @@ class ProfileInputSerializer(serializers.Serializer):
     email_format = serializers.ChoiceField(choices=EmailFormat.choices, required=False)
     email_status = serializers.ChoiceField(choices=EmailStatus.choices, required=False)
     tracking_consent = serializers.BooleanField(required=False)
+    language = serializers.ChoiceField(choices=settings.LANGUAGES, required=False, allow_null=True)
 
 
 class ProfileViewSet(viewsets.ModelViewSet):

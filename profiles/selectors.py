@@ -107,3 +107,10 @@ def list_import_rejections_csv(*, list_import: ListImport) -> Iterator[str]:
     rows = list_import.rejections.order_by("line").values_list("line", "reason", "values")
     for line, reason, values in rows.iterator(chunk_size=2000):
         yield writer.writerow([line, csv_files.safe_cell(reason), *(csv_files.safe_cell(value) for value in values)])
+
+
+def profile_language(*, profile_id: int | None) -> str | None:
+    """The language a profile's pages are shown in, if it is known."""
+    if profile_id is None:
+        return None
+    return Profile.objects.filter(pk=profile_id).values_list("language", flat=True).first()

@@ -26,6 +26,7 @@ from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, health, reports, selectors
 from reporting.api import table_csv
 from reporting.consolidation.recompute import delivery_recompute
+from reporting.freshness import reports_as_of
 from reporting.reports.indicators import report_indicators, report_summary
 from reporting.reports.links import report_hot_clicks
 from reporting.reports.tables import report_table
@@ -56,6 +57,9 @@ REPORT_TITLES = {
     "bounces": "Non-deliverables and bounces",
     "throughput": "Delivery throughput",
 }
+
+BREAKDOWN_SCOPES = {"all": "All devices", "mobile": "Mobile devices (phones and tablets)"}
+BREAKDOWN_FACETS = {"os": "operating system", "device": "device", "browser": "browser"}
 
 
 def _humans_only(request: HttpRequest) -> bool:
@@ -96,6 +100,7 @@ def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
+    as_of = reports_as_of()
     summary = report_summary(delivery=delivery)
     indicators = report_indicators(delivery=delivery, humans_only=humans_only)
     statistics = report_statistics(delivery=delivery, humans_only=humans_only, params={"granularity": "hour"})
@@ -104,6 +109,7 @@ def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "indicators": indicators,
         "humans_only": humans_only,
         "chart": _time_chart(statistics),
+        "freshness": {"as_of": as_of},
     })
 
 
@@ -113,7 +119,7 @@ def _time_chart(statistics: dict):
     return charts.column_chart(
         [row["start"].strftime("%d %H:%M") for row in statistics["series"]],
         [("Opens", [row["opens"] for row in statistics["series"]]), ("Clicks", [row["clicks"] for row in statistics["series"]])],
-        title="Opens and clicks over time",
+        title=f"Opens and clicks per {statistics['granularity'].replace('-', ' ')}",
     )
 
 
@@ -185,26 +191,42 @@ def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "granularities": list(GRANULARITIES),
         "group_bys": ["url", "label", "category"],
         "time_to": [
-            (row["percent"], duration_text(row["opens_seconds"]), duration_text(row["clicks_seconds"]))
+            (
+                row["percent"],
+                duration_range_text(row["opens_seconds_min"], row["opens_seconds"]),
+                duration_range_text(row["clicks_seconds_min"], row["clicks_seconds"]),
+            )
             for row in data.get("time_to", [])
         ],
         "breakdown": [
-            (title, data[scope]["total_opens"], [(facet, data[scope][facet]) for facet in ("os", "device", "browser")])
-            for scope, title in (("all", "All devices"), ("mobile", "Mobile devices (phones and tablets)"))
+            (
+                title,
+                data[scope]["total_opens"],
+                [(facet_name.capitalize(), data[scope][facet]) for facet, facet_name in BREAKDOWN_FACETS.items()],
+            )
+            for scope, title in BREAKDOWN_SCOPES.items()
         ] if name == "opens-breakdown" else [],
         "data": data,
         "humans_only": humans_only,
         "query": query.urlencode(),
         "csv_query": request.GET.urlencode(),
         "charts": _report_charts(name, data),
+        "freshness": {"as_of": data["as_of"]},
     })
 
 
-def duration_text(seconds: int | None) -> str:
-    if seconds is None:
-        return "–"
+def duration_text(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+def duration_range_text(low: int | None, high: int | None) -> str:
+    """A time known to within a half hour, said as such: "< 18 min" (the first half hour), "1 h 00 min – 1 h 30 min"."""
+    if high is None:
+        return "–"
+    if not low:
+        return f"< {duration_text(high)}"
+    return f"{duration_text(low)} – {duration_text(high)}"
 
 
 def _report_charts(name: str, data: dict) -> list:
@@ -213,9 +235,12 @@ def _report_charts(name: str, data: dict) -> list:
         return [chart] if chart else []
     if name == "opens-breakdown":
         return [
-            charts.bar_list([(row["name"], row["opens"]) for row in data[scope][facet]], title=f"Opens by {facet} ({scope})")
-            for scope in ("all", "mobile")
-            for facet in ("os", "device", "browser")
+            charts.bar_list(
+                [(row["name"], row["opens"]) for row in data[scope][facet]],
+                title=f"Opens by {BREAKDOWN_FACETS[facet]}, {BREAKDOWN_SCOPES[scope].lower()}",
+            )
+            for scope in BREAKDOWN_SCOPES
+            for facet in BREAKDOWN_FACETS
             if data[scope][facet]
         ]
     if name == "throughput" and data["hours"]:

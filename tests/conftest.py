@@ -4,7 +4,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from beacon.celery import app as celery_app
+from beacon.translations import messages_compile
 from tests.factories import UserFactory
+
+# Runs of pytest alone, without dev.py, see the recipient pages' translations too.
+messages_compile()
 
 # Tests run tasks in-process, whatever REDIS_URL says; workers are exercised by the reliability tests.
 celery_app.conf.task_always_eager = True
@@ -43,6 +47,13 @@ def api_client(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _reports_consolidated_by_hand(settings):
+    """Tests consolidate when they mean to: reading a report does not (tests/reporting/test_freshness.py
+    turns it on)."""
+    settings.BEACON_REPORTS_MAX_AGE_SECONDS = None
 
 
 @pytest.fixture(autouse=True)

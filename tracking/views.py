@@ -22,17 +22,19 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.core.paginator import Paginator
 from django.shortcuts import render
+from django.utils import timezone, translation
+from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import action_required
 from accounts.roles import READ_PERSONAL_DATA
+from beacon.security import client_ip
 from deliveries.models import Message, TrackingMode
 from deliveries.services import message_render
 from deliveries.tokens import Purpose, read_token
-from profiles.selectors import profile_get
+from profiles.selectors import profile_get, profile_language
 from tracking import lookups, machine, selectors
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored, event_submit
@@ -55,8 +57,20 @@ WEB_OPT_OUT_COOKIE = "bcn_optout"
 WEB_OPT_OUT_MAX_AGE = 5 * 365 * 24 * 3600
 
 
+def recipient_page(request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200,
+                   language: str | None = None) -> HttpResponse:
+    """A page a recipient sees, in `language` (their profile's, when known) or else their browser's
+    (Accept-Language), among `settings.LANGUAGES`."""
+    language = language or translation.get_language_from_request(request)
+    with translation.override(language):
+        response = render(request, template, context, status=status)
+    response["Content-Language"] = translation.get_supported_language_variant(language)
+    patch_vary_headers(response, ["Accept-Language"])
+    return response
+
+
 def not_found(request: HttpRequest) -> HttpResponse:
-    response = render(request, "tracking/not_found.html", status=404)
+    response = recipient_page(request, "tracking/not_found.html", status=404)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -96,14 +110,6 @@ def anonymize_ip(raw: str) -> str | None:
         address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-
-
-def client_ip(request: HttpRequest) -> str:
-    if settings.BEACON_TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.rsplit(",", 1)[-1].strip()
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def wants_no_tracking(request: HttpRequest) -> bool:
@@ -321,6 +327,11 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return not_found(request)
     message, url = found
     user_agent = request.META.get("HTTP_USER_AGENT", "")
+    try:
+        language = profile_language(profile_id=message.profile_id)
+    except DatabaseError:
+        # The page must not depend on the database more than the opt-out does: the browser's language then.
+        language = None
     if request.method == "POST":
         try:
             message_opt_out(
@@ -331,10 +342,10 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             )
         except EventNotStored:
             return unavailable(request)
-        return _uncached(render(request, "tracking/unsubscribed.html"))
+        return _uncached(recipient_page(request, "tracking/unsubscribed.html", language=language))
     return _submit(
         request,
-        lambda: _uncached(render(request, "tracking/unsubscribe.html", {"token": token})),
+        lambda: _uncached(recipient_page(request, "tracking/unsubscribe.html", {"token": token}, language=language)),
         EventType.CLICK,
         message,
         tracked_url_id=url.id if url else None,
@@ -390,7 +401,7 @@ def web_opt_out(request: HttpRequest) -> HttpResponse:
     opted_out = WEB_OPT_OUT_COOKIE in request.COOKIES
     if request.method == "POST":
         opted_out = True
-    response = render(request, "tracking/web_opt_out.html", {"opted_out": opted_out})
+    response = recipient_page(request, "tracking/web_opt_out.html", {"opted_out": opted_out})
     if request.method == "POST":
         _set_cookie(response, WEB_OPT_OUT_COOKIE, "1", WEB_OPT_OUT_MAX_AGE)
         response.delete_cookie(WEB_COOKIE, samesite="Lax")

@@ -15,6 +15,7 @@ Formulas (Adobe Campaign's "Tracking indicators"; percentages are of successful 
   distinct browsers (cookie id), a click without one counting its recipient as one person.
 """
 from beacon.exceptions import NotFound
+from reporting.freshness import reports_as_of
 from reporting.reports.deliverability import report_bounces, report_throughput
 from reporting.reports.indicators import report_indicators, report_summary
 from reporting.reports.links import report_hot_clicks, report_urls
@@ -40,10 +41,13 @@ REPORTS_WITH_PARAMS = {"statistics", "urls"}
 
 
 def report_get(*, delivery_id: int, name: str, humans_only: bool = True, params: dict | None = None) -> dict:
-    """One report by name; unknown delivery or report → NotFound, bad parameters → ValidationError."""
+    """One report by name, with `as_of`, the time of the consolidation run it reflects; unknown delivery or
+    report → NotFound, bad parameters → ValidationError."""
     if name not in REPORTS:
         raise NotFound(f"No report named {name!r}; reports: {', '.join(REPORT_NAMES)}.")
     delivery = delivery_get(delivery_id=delivery_id)
+    as_of = reports_as_of()
     extra = {"params": params or {}} if name in REPORTS_WITH_PARAMS else {}
     data = REPORTS[name](delivery=delivery, humans_only=humans_only, **extra)
-    return {"report": name, "delivery_id": delivery.pk, "machine": "exclude" if humans_only else "include"} | data
+    meta = {"report": name, "delivery_id": delivery.pk, "machine": "exclude" if humans_only else "include", "as_of": as_of}
+    return meta | data

@@ -20,8 +20,10 @@ def report_table(name: str, data: dict) -> tuple[list[str], list[list]]:
     if name == "statistics":
         return ["start", *SERIES_COUNTERS], [[row["start"].isoformat(), *(row[c] for c in SERIES_COUNTERS)] for row in data["series"]]
     if name == "urls":
+        # By URL, each row is one tracked link: its name (label, else URL) and its URL.
+        first = "link" if data["group_by"] == "url" else data["group_by"]
         return (
-            [data["group_by"], "url", "clicks", "distinct_clicks", "share"],
+            [first, "url", "clicks", "distinct_clicks", "share"],
             [[row["name"], row.get("url", ""), row["clicks"], row["distinct_clicks"], row["share"]] for row in data["links"]],
         )
     if name == "hot-clicks":

@@ -21,8 +21,13 @@ def _bucket_of(start: dt.datetime, granularity: str) -> dt.datetime:
 
 
 def report_statistics(*, delivery: Delivery, humans_only: bool = True, params: dict | None = None) -> dict:
-    """Opens and clicks over time; the time to reach X% of all opens and clicks, counted from the start
-    of sending (or the first event) to the end of the half hour in which the share was reached."""
+    """Opens and clicks over time; the time to reach X% of all opens and clicks, from the start of sending
+    (or the first event).
+
+    The rollups count events per half hour, so that time is known to within the half hour in which the
+    share was reached: `<name>_seconds` is its end (the share was reached by then) and
+    `<name>_seconds_min` its start (not before then; 0 when it is the half hour sending started in). A
+    finer answer would need a scan of the raw events, which reports never make."""
     granularity = parse_choice(params or {}, "granularity", GRANULARITIES, "hour")
     rows = list(
         TimeBucketRollup.objects.filter(delivery_id=delivery.pk, humans_only=humans_only)
@@ -35,14 +40,14 @@ def report_statistics(*, delivery: Delivery, humans_only: bool = True, params: d
         series[start].update({name: row[name] for name in SERIES_COUNTERS})
     started_at = delivery.sending_started_at or (rows[0]["bucket_start"] if rows else None)
     totals = {name: sum(row[name] for row in rows) for name in SERIES_COUNTERS}
-    time_to = [
-        {"percent": target}
-        | {
-            f"{name}_seconds": _seconds_to_reach(rows, name, totals[name] * target / 100, started_at)
-            for name in ("opens", "clicks")
-        }
-        for target in TIME_TO_PERCENTS
-    ]
+    time_to = []
+    for target in TIME_TO_PERCENTS:
+        row = {"percent": target}
+        for name in ("opens", "clicks"):
+            row[f"{name}_seconds_min"], row[f"{name}_seconds"] = _seconds_to_reach(
+                rows, name, totals[name] * target / 100, started_at
+            )
+        time_to.append(row)
     return {
         "granularity": granularity,
         "started_at": started_at,
@@ -52,12 +57,16 @@ def report_statistics(*, delivery: Delivery, humans_only: bool = True, params: d
     }
 
 
-def _seconds_to_reach(rows: list[dict], name: str, target: float, started_at: dt.datetime | None) -> int | None:
+def _seconds_to_reach(
+    rows: list[dict], name: str, target: float, started_at: dt.datetime | None
+) -> tuple[int | None, int | None]:
+    """The start and the end, in seconds after `started_at`, of the half hour in which `target` was reached."""
     if not target or started_at is None:
-        return None
+        return None, None
     cumulated = 0
     for row in rows:
         cumulated += row[name]
         if cumulated >= target:
-            return max(int((row["bucket_start"] + HALF_HOUR - started_at).total_seconds()), 0)
-    return None
+            start = row["bucket_start"] - started_at
+            return max(int(start.total_seconds()), 0), max(int((start + HALF_HOUR).total_seconds()), 0)
+    return None, None

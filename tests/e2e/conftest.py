@@ -28,7 +28,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
+    # Playwright's wait_for_function evaluates a string, which the pages' CSP (no 'unsafe-eval') forbids.
+    context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     yield page
     context.close()

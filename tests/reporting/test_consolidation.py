@@ -52,8 +52,9 @@ def rollup_snapshot(delivery_id: int) -> dict:
 
 
 def all_reports(delivery_id: int) -> dict:
+    """Every report's numbers (not `as_of`, the time of the run that made them)."""
     return {
-        (name, humans_only): report_get(delivery_id=delivery_id, name=name, humans_only=humans_only)
+        (name, humans_only): report_get(delivery_id=delivery_id, name=name, humans_only=humans_only) | {"as_of": None}
         for name in REPORT_NAMES
         for humans_only in (True, False)
     }
