@@ -31,6 +31,8 @@ class Profile(models.Model):
     opted_out_at = models.DateTimeField(null=True, blank=True)
     soft_bounce_count = models.PositiveIntegerField(default=0)
     quarantined_at = models.DateTimeField(null=True, blank=True)
+    # The language of the pages this person sees (unsubscribe, opt-out); unknown: the browser's.
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
