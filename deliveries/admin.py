@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from accounts.admin import RoleAdminMixin
 from beacon.exceptions import NotFound, ServiceError
 from deliveries import services
+from deliveries.forms import add_service_errors
 from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
 
 COUNTERS = ["initial_population", "excluded_by_cause", "to_deliver", "processed", "success", "errors"]
@@ -48,8 +49,7 @@ class DeliveryAdminForm(forms.ModelForm):
         try:
             services.delivery_validate(**{name: data.get(name) or "" for name in ["label", "subject", "from_email", "reply_to", "html", "text"]})
         except ValidationError as exc:
-            for field, field_errors in exc.message_dict.items():
-                self.add_error(field if field in self.fields else None, field_errors)
+            add_service_errors(self, exc)
         return data
 
 

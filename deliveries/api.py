@@ -6,6 +6,8 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.roles import MANAGE
+
 from deliveries import selectors, services
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List
@@ -18,7 +20,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
         model = Delivery
         fields = [
             "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens",
-            "track_clicks", "mirror_page", "status", "analysis_error", "initial_population",
+            "track_clicks", "mirror_page", "status", "analysis_error", "checks", "initial_population",
             "excluded_by_cause", "to_deliver", "processed", "success", "errors", "created_at", "updated_at",
             "analyzed_at", "sending_started_at", "finished_at",
         ]
@@ -67,6 +69,20 @@ class TrackedUrlOutputSerializer(serializers.ModelSerializer):
 class TrackedUrlInputSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=300, required=False, allow_blank=True)
     category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    mode = serializers.ChoiceField(choices=services.CONTENT_LINK_MODES, required=False)
+
+
+class CheckOutputSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    severity = serializers.ChoiceField(choices=["error", "warning"])
+    message = serializers.CharField()
+    field = serializers.CharField()
+    count = serializers.IntegerField(allow_null=True)
+
+
+class ChecksOutputSerializer(serializers.Serializer):
+    blocking = serializers.BooleanField()
+    checks = CheckOutputSerializer(many=True)
 
 
 class DeliveryViewSet(viewsets.GenericViewSet):
@@ -76,6 +92,8 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     serializer_class = DeliveryOutputSerializer
     lookup_value_regex = "[0-9]+"
     personal_data = {"messages"}
+    # The checks count the audience and read the content: a marketer's tool, like analysis itself.
+    required_actions = {"checks": MANAGE}
 
     def _page(self, request, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
@@ -152,6 +170,16 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         delivery = services.delivery_cancel(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk)
 
+    @extend_schema(responses=ChecksOutputSerializer)
+    @action(detail=True, methods=["get"])
+    def checks(self, request, pk=None):
+        """The checks before sending, run now without analyzing; `blocking` when an error would refuse the
+        analysis (which answers 400 with code `checks_failed` and the errors' messages in `fields`)."""
+        checks = services.delivery_checks(delivery=self._delivery(pk))
+        return Response(ChecksOutputSerializer({
+            "blocking": bool(services.checks_errors(checks)), "checks": [check.as_dict() for check in checks],
+        }).data)
+
     @extend_schema(request=ProofInputSerializer, responses={200: dict})
     @action(detail=True, methods=["post"])
     def proof(self, request, pk=None):
@@ -188,7 +216,8 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     @extend_schema(request=TrackedUrlInputSerializer, responses=TrackedUrlOutputSerializer)
     @action(detail=True, methods=["get", "patch"], url_path=r"tracked-urls/(?P<url_id>[0-9]+)")
     def tracked_url(self, request, pk=None, url_id=None):
-        """PATCH `{label, category}`: links with the same label count together in reports."""
+        """PATCH `{label, category, mode}`: links with the same label count together in reports; `mode`
+        (`tracked` or `not_tracked`) changes only before sending."""
         tracked_url = get_object_or_404(TrackedUrl, pk=url_id, delivery_id=self._delivery(pk).pk)
         if request.method == "PATCH":
             data = TrackedUrlInputSerializer(data=request.data)

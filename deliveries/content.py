@@ -21,6 +21,8 @@ from urllib.parse import quote, urlsplit
 
 from bs4 import BeautifulSoup
 from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template.base import VariableNode
+from django.template.defaulttags import ForNode, WithNode
 
 # For annotations only: this module reads a profile's attributes but needs no model at run time, so it
 # imports without the app registry (no ORM import).
@@ -271,6 +273,27 @@ def check_templates(*, subject: str, html: str, text: str) -> None:
             errors.update(exc.fields)
     if errors:
         raise ContentError(errors)
+
+
+def template_variables(source: str, *, part: str) -> list[tuple[str, ...]]:
+    """The lookups of every variable the template uses (`{{ profile.first_name }}` gives
+    `("profile", "first_name")`, a filter's argument counts too), less those a `{% for %}` or `{% with %}`
+    of the template binds; raises ContentError if it does not compile."""
+    template = _compile(_plain_engine, source, part)
+    bound = {"forloop"}
+    for node in template.nodelist.get_nodes_by_type(ForNode):
+        bound.update(node.loopvars)
+    for node in template.nodelist.get_nodes_by_type(WithNode):
+        bound.update(node.extra_context)
+    found = []
+    for node in template.nodelist.get_nodes_by_type(VariableNode):
+        expression = node.filter_expression
+        variables = [expression.var] + [arg for _, args in expression.filters for is_var, arg in args if is_var]
+        for variable in variables:
+            lookups = getattr(variable, "lookups", None)
+            if lookups and lookups[0] not in bound:
+                found.append(tuple(lookups))
+    return found
 
 
 def profile_context(profile: Profile | None) -> dict[str, Any]:

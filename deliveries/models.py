@@ -29,6 +29,8 @@ class Delivery(models.Model):
     mirror_page = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.DRAFT)
     analysis_error = models.TextField(blank=True)
+    # The checks before sending of the last analysis (`deliveries.services.checks`), as dicts.
+    checks = models.JSONField(default=list, blank=True)
 
     # Counters, as Campaign's delivery summary shows them.
     initial_population = models.PositiveIntegerField(default=0)

@@ -1,7 +1,12 @@
-"""Reads on deliveries, their delivery log and their links."""
+"""Reads on deliveries, their delivery log and their links, and what the delivery pages offer to pick
+(attribute keys, profiles)."""
+import re
+
+from django.db import connection
 from django.db.models import QuerySet
 
-from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl, TrackingMode
+from profiles.models import Profile
 
 
 def delivery_list(*, status: str = "", search: str = "") -> QuerySet[Delivery]:
@@ -24,5 +29,53 @@ def delivery_tracked_urls(*, delivery_id: int) -> QuerySet[TrackedUrl]:
     return TrackedUrl.objects.filter(delivery_id=delivery_id).order_by("position", "id")
 
 
+def delivery_content_links(*, delivery_id: int) -> QuerySet[TrackedUrl]:
+    """The links found in the content (not Beacon's opt-out, mirror and honeypot links)."""
+    return delivery_tracked_urls(delivery_id=delivery_id).filter(mode__in=(TrackingMode.TRACKED, TrackingMode.NOT_TRACKED))
+
+
 def delivery_audit(*, delivery_id: int) -> QuerySet[DeliveryAuditEntry]:
     return DeliveryAuditEntry.objects.filter(delivery_id=delivery_id).select_related("actor")
+
+
+def delivery_audience_count(*, delivery: Delivery) -> int:
+    """The distinct profiles of the delivery's lists, before analysis excludes any."""
+    return Profile.objects.filter(memberships__list__deliveries=delivery).values("pk").distinct().count()
+
+
+# The distinct keys of `Profile.attributes`, in SQL, over the newest profiles only: bounded work, however
+# many profiles there are (a key only old profiles have is rare, and can still be typed by hand).
+ATTRIBUTE_KEYS_SAMPLE = 10_000
+# The keys a template can name: `{{ profile.attributes.<key> }}` takes no space, dot or leading underscore.
+_ATTRIBUTE_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+ATTRIBUTE_KEYS_LIMIT = 100
+_ATTRIBUTE_KEYS_SQL = {
+    "postgresql": (
+        "SELECT DISTINCT k FROM (SELECT attributes FROM {table} ORDER BY id DESC LIMIT %s) p, "
+        "jsonb_object_keys(p.attributes) AS k WHERE jsonb_typeof(p.attributes) = 'object' ORDER BY k LIMIT %s"
+    ),
+    "sqlite": (
+        "SELECT DISTINCT e.key FROM (SELECT attributes FROM {table} ORDER BY id DESC LIMIT %s) p, "
+        "json_each(p.attributes) AS e WHERE json_type(p.attributes) = 'object' ORDER BY e.key LIMIT %s"
+    ),
+}
+
+
+def profile_attribute_keys() -> list[str]:
+    """The attribute keys the personalization picker offers (`{{ profile.attributes.<key> }}`)."""
+    sql = _ATTRIBUTE_KEYS_SQL[connection.vendor].format(table=connection.ops.quote_name(Profile._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ATTRIBUTE_KEYS_SAMPLE, ATTRIBUTE_KEYS_LIMIT])
+        return [key for (key,) in cursor.fetchall() if _ATTRIBUTE_KEY_RE.fullmatch(key)]
+
+
+def delivery_preview_profile(*, delivery: Delivery, profile_id: int | None) -> Profile | None:
+    """The profile to preview the delivery as: that one if it exists, else the delivery's first recipient;
+    None when there is neither."""
+    profile = Profile.objects.filter(pk=profile_id).first() if profile_id is not None else None
+    return profile or Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
+
+
+def profile_search(*, email: str, limit: int = 20) -> list[Profile]:
+    """Profiles whose email contains `email`, for the preview's profile chooser."""
+    return list(Profile.objects.filter(email__icontains=email).order_by("email")[:limit]) if email else []

@@ -2,10 +2,11 @@
 the audit trail; `delivery_get`, the delivery or NotFound, serves the reports too."""
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, Q, QuerySet, Value, When
+from django.db.models.functions import Lower
 
 from beacon.exceptions import NotFound
-from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl
 from reporting.percentages import percent
 from tracking.models import TrackingEvent, UserAgent
 
@@ -21,8 +22,24 @@ def delivery_get(*, delivery_id: int) -> Delivery:
     return delivery
 
 
-def deliveries_list() -> list[Delivery]:
-    return list(Delivery.objects.order_by("-created_at", "-id")[:200])
+# A delivery's status in the order of its life (draft first, then analyzing, ready, sending, ...), not A-Z.
+_STATUS_ORDER = Case(*[When(status=status, then=Value(index)) for index, status in enumerate(DeliveryStatus.values)])
+# The dashboard's sort orders, by the name its `?sort=` takes.
+DASHBOARD_SORTS = {
+    "newest": ("-created_at", "-id"),
+    "label": (Lower("label"), "id"),
+    "status": (_STATUS_ORDER, "-created_at", "-id"),
+}
+
+
+def deliveries_list(*, search: str = "", status: str = "", sort: str = "newest") -> list[Delivery]:
+    """The dashboard's deliveries (at most 200): label or subject containing `search`, of `status`."""
+    deliveries = Delivery.objects.all()
+    if search:
+        deliveries = deliveries.filter(Q(label__icontains=search) | Q(subject__icontains=search))
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return list(deliveries.order_by(*DASHBOARD_SORTS.get(sort, DASHBOARD_SORTS["newest"]))[:200])
 
 
 def delivery_progress(*, delivery: Delivery) -> dict:

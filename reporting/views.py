@@ -84,11 +84,25 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
 
 @action_required(READ_REPORTS)
 def dashboard(request: HttpRequest) -> HttpResponse:
+    # PostgreSQL refuses a NUL in a query's text: it can be in no label anyway.
+    search = request.GET.get("q", "").replace("\x00", "").strip()[:200]
+    status = request.GET.get("status", "")
+    status = status if status in DeliveryStatus.values else ""
+    sort = request.GET.get("sort", "")
+    sort = sort if sort in selectors.DASHBOARD_SORTS else "newest"
     deliveries = [
         {"delivery": delivery, "progress": selectors.delivery_progress(delivery=delivery)}
-        for delivery in selectors.deliveries_list()
+        for delivery in selectors.deliveries_list(search=search, status=status, sort=sort)
     ]
-    return render(request, "reporting/dashboard.html", {"deliveries": deliveries, "live_statuses": [DeliveryStatus.SENDING]})
+    return render(request, "reporting/dashboard.html", {
+        "deliveries": deliveries,
+        "live_statuses": [DeliveryStatus.SENDING],
+        "search": search,
+        "status": status,
+        "statuses": DeliveryStatus.choices,
+        "sort": sort,
+        "sorts": [("newest", "Newest"), ("label", "Label"), ("status", "Status")],
+    })
 
 
 @action_required(READ_REPORTS)

@@ -5,6 +5,7 @@
 - `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
 - `mime`: a rendered message as the email handed to the backend;
 - `sending`: the batch pipeline, at most once per recipient;
+- `checks`: the checks before sending (Campaign's typology rules), run at analysis;
 - `proofs`: proof sends;
 - `tracked_urls`: edits of a delivery's links;
 - `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
@@ -15,9 +16,11 @@ share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analyze
 from deliveries.services.backdating import delivery_backdate
+from deliveries.services.checks import Check, checks_errors, delivery_checks
 from deliveries.services.counters import delivery_counters_recount
 from deliveries.services.lifecycle import (
     EDITABLE_STATUSES,
+    MAX_CONTENT_CHARACTERS,
     delivery_cancel,
     delivery_create,
     delivery_delete,
@@ -30,22 +33,28 @@ from deliveries.services.lifecycle import (
     send_batch_queuer_register,
 )
 from deliveries.services.proofs import delivery_proof
-from deliveries.services.rendering import message_render, send_content
+from deliveries.services.rendering import delivery_preview_render, message_render, send_content
 from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
-from deliveries.services.tracked_urls import tracked_url_update
+from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
 
 __all__ = [
     "CLAIM_LEASE",
+    "CONTENT_LINK_MODES",
     "EDITABLE_STATUSES",
+    "MAX_CONTENT_CHARACTERS",
+    "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
     "delivery_analyze",
     "delivery_backdate",
+    "checks_errors",
     "delivery_cancel",
+    "delivery_checks",
     "delivery_counters_recount",
     "delivery_create",
     "delivery_delete",
     "delivery_pause",
+    "delivery_preview_render",
     "delivery_proof",
     "delivery_resume",
     "delivery_save",
@@ -57,4 +66,5 @@ __all__ = [
     "send_batch_queuer_register",
     "send_content",
     "tracked_url_update",
+    "tracked_urls_update",
 ]

@@ -1,4 +1,5 @@
-"""Target analysis: checks a delivery's content, finds its links and builds its delivery log."""
+"""Target analysis: checks a delivery's content and runs the checks before sending, finds its links and
+builds its delivery log."""
 from __future__ import annotations
 
 from collections import Counter
@@ -21,6 +22,7 @@ from deliveries.models import (
     TrackedUrl,
     TrackingMode,
 )
+from deliveries.services.checks import checks_errors, delivery_checks
 from deliveries.services.lifecycle import Actor, AuditAction, _audit, _locked, _transition
 from deliveries.services.rendering import _check_renders, _prepare
 from profiles.models import EmailStatus, Profile
@@ -108,7 +110,9 @@ def _create_audience_messages(delivery: Delivery) -> tuple[int, Counter]:
 def delivery_analyze(*, delivery_id: int, actor: Actor = None) -> Delivery:
     """Target analysis: checks the content, finds its links, builds the delivery log.
 
-    A template error leaves the delivery in draft with `analysis_error` set and raises a 400.
+    A template error, or a check before sending that fails with an error, leaves the delivery in draft
+    with `analysis_error` set and raises a 400 (codes `template_error`, `checks_failed`: the failed checks'
+    messages by field); the checks are stored on the delivery either way, warnings included.
     """
     with transaction.atomic():
         delivery = _locked(delivery_id)
@@ -125,6 +129,21 @@ def delivery_analyze(*, delivery_id: int, actor: Actor = None) -> Delivery:
             delivery.save(update_fields=["status", "analysis_error", "updated_at"])
             _audit(delivery, AuditAction.ANALYZED, actor, error=str(exc))
         raise ServiceError(f"The content has a template error. {exc}", code="template_error", fields=exc.fields)
+    found = delivery_checks(delivery=delivery)
+    checks = [check.as_dict() for check in found]
+    blocking = checks_errors(found)
+    if blocking:
+        message = "The delivery fails its checks before sending. " + " ".join(
+            message for messages in blocking.values() for message in messages
+        )
+        with transaction.atomic():
+            delivery = _locked(delivery_id)
+            delivery.status = DeliveryStatus.DRAFT
+            delivery.analysis_error = message
+            delivery.checks = checks
+            delivery.save(update_fields=["status", "analysis_error", "checks", "updated_at"])
+            _audit(delivery, AuditAction.ANALYZED, actor, error=message)
+        raise ServiceError(message, code="checks_failed", fields=blocking)
     try:
         with transaction.atomic():
             delivery = _locked(delivery_id)
@@ -139,6 +158,7 @@ def delivery_analyze(*, delivery_id: int, actor: Actor = None) -> Delivery:
             delivery.to_deliver = population - sum(excluded.values())
             delivery.processed = delivery.success = delivery.errors = 0
             delivery.analysis_error = ""
+            delivery.checks = checks
             delivery.analyzed_at = timezone.now()
             delivery.status = DeliveryStatus.READY
             delivery.save()

@@ -36,6 +36,8 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.CANCELLED: set(),
 }
 EDITABLE_STATUSES = {S.DRAFT, S.READY}
+# Five times what Gmail shows before clipping: more is a mistake (a pasted file), not an email.
+MAX_CONTENT_CHARACTERS = 500_000
 
 
 class AuditAction:
@@ -105,9 +107,12 @@ def delivery_validate(*, label: str, subject: str, from_email: str, reply_to: st
             validate_email(value.strip())
         except ValidationError:
             errors[name] = ["Enter a valid email address."]
+    for name, value in (("html", html), ("text", text)):
+        if len(value) > MAX_CONTENT_CHARACTERS:
+            errors[name] = [f"At most {MAX_CONTENT_CHARACTERS:,} characters (this is {len(value):,})."]
     if not html.strip() and not text.strip():
         errors["html"] = ["The delivery needs HTML or text content."]
-    else:
+    elif not errors.keys() & {"html", "text"}:
         try:
             prepare_content(subject=subject, html=html, text=text, track_opens=False)
         except ContentError as exc:

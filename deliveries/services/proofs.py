@@ -7,17 +7,10 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
 
 from beacon.exceptions import NotFound, ServiceError
-from deliveries.content import (
-    MIRROR_VARIABLE,
-    PIXEL_VARIABLE,
-    UNSUBSCRIBE_VARIABLE,
-    ContentError,
-    prepare_content,
-    profile_context,
-    render_url_with_context,
-)
+from deliveries.content import ContentError
 from deliveries.models import Delivery
 from deliveries.services.lifecycle import Actor, AuditAction, _audit
+from deliveries.services.rendering import delivery_preview_render
 from deliveries.smtp_errors import classify_exception
 from profiles.models import Profile
 
@@ -29,8 +22,8 @@ def delivery_proof(
 ) -> int:
     """Sends the delivery to the given addresses as a proof: not counted, no delivery log rows.
 
-    Personalized with the first recipient of the delivery's lists (or a blank profile); links keep
-    their personalized original URLs and there is no open pixel, so proofs never count as events.
+    Personalized with the first recipient of the delivery's lists (or a blank profile), as the preview
+    renders it (`delivery_preview_render`), so proofs never count as events.
     """
     errors = {}
     cleaned = []
@@ -49,20 +42,11 @@ def delivery_proof(
     delivery = Delivery.objects.filter(pk=delivery_id).first()
     if delivery is None:
         raise NotFound("No such delivery.")
+    profile = Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
     try:
-        prepared = prepare_content(subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=False)
+        rendered = delivery_preview_render(delivery=delivery, profile=profile)
     except ContentError as exc:
         raise ServiceError(f"The content has a template error. {exc}", code="template_error", fields=exc.fields)
-    profile = Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
-    profile_values = profile_context(profile)
-    links = [
-        render_url_with_context(link.url, profile_values) if link.is_personalized else link.url
-        for link in prepared.parsed.links
-    ]
-    parsed = prepared.parsed
-    link_urls = [links[i] for i in parsed.html_link_indexes] + [links[i] for i in parsed.text_link_indexes]
-    extra = {UNSUBSCRIBE_VARIABLE: "#", MIRROR_VARIABLE: "#", PIXEL_VARIABLE: ""}
-    rendered = prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=False)
     connection = connection or get_connection()
     reply_to = [delivery.reply_to] if delivery.reply_to else None
     proofs = []

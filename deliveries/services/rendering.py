@@ -31,8 +31,9 @@ class SendContent:
 
     delivery_id: int
     prepared: PreparedContent
-    # One entry per found link, in `prepared.parsed.links` order: (TrackedUrl id, URL template, personalized)
-    links: list[tuple[int, str, bool]]
+    # One entry per found link, in `prepared.parsed.links` order:
+    # (TrackedUrl id, URL template, personalized, tracked: not set "not tracked" on the edit page)
+    links: list[tuple[int, str, bool, bool]]
     optout_url_id: int
     mirror_url_id: int
     # 0 for a delivery without one (clicks not tracked, or analyzed before honeypots existed).
@@ -49,15 +50,12 @@ class SendContent:
         """The message and its opt-out URL (also needed for the List-Unsubscribe header)."""
         profile_values = profile_context(profile)
         base = self.public_url
-        if self.track_clicks:
-            per_link = [
-                tracking_url("r", make_token(Purpose.CLICK, message_id, url_id), public_url=base)
-                for url_id, _, _ in self.links
-            ]
-        else:
-            per_link = [
-                render_url_with_context(url, profile_values) if personalized else url for _, url, personalized in self.links
-            ]
+        per_link = [
+            tracking_url("r", make_token(Purpose.CLICK, message_id, url_id), public_url=base)
+            if self.track_clicks and tracked
+            else render_url_with_context(url, profile_values) if personalized else url
+            for url_id, url, personalized, tracked in self.links
+        ]
         parsed = self.prepared.parsed
         link_urls = [per_link[index] for index in parsed.html_link_indexes]
         link_urls += [per_link[index] for index in parsed.text_link_indexes]
@@ -115,7 +113,7 @@ def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
     special = {row.mode: row.id for row in rows if row.mode in special_modes}
     honeypot_url_id = special.get(TrackingMode.HONEYPOT, 0) if delivery.track_clicks else 0
     prepared = _prepare(delivery, honeypot=bool(honeypot_url_id))
-    tracked = [row for row in rows if row.mode == TrackingMode.TRACKED]
+    tracked = [row for row in rows if row.mode in (TrackingMode.TRACKED, TrackingMode.NOT_TRACKED)]
     by_position = {row.position: row for row in tracked if row.position is not None}
     text_only_rows = {row.url: row for row in tracked if row.position is None}
     links = []
@@ -123,7 +121,7 @@ def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
         row = by_position.get(link.position) if link.position is not None else text_only_rows.get(link.url)
         if row is None:
             raise ServiceError("The delivery's links changed since analysis; analyze it again.")
-        links.append((row.id, row.url, row.is_personalized))
+        links.append((row.id, row.url, row.is_personalized, row.mode == TrackingMode.TRACKED))
     return SendContent(
         delivery_id=delivery_id,
         prepared=prepared,
@@ -140,6 +138,22 @@ def _send_content_cached(delivery_id: int, content_key: str) -> SendContent:
 
 def send_content(delivery: Delivery) -> SendContent:
     return _send_content_cached(delivery.pk, _content_key(delivery))
+
+
+def delivery_preview_render(*, delivery: Delivery, profile: Profile | None) -> RenderedMessage:
+    """The message as `profile` (None: a blank one) would get it, outside any send: links keep their
+    personalized original URLs, no open pixel, the opt-out and mirror links go nowhere; so neither a
+    preview nor a proof can ever count as an event. Raises ContentError for a bad template."""
+    prepared = prepare_content(subject=delivery.subject, html=delivery.html, text=delivery.text, track_opens=False)
+    profile_values = profile_context(profile)
+    links = [
+        render_url_with_context(link.url, profile_values) if link.is_personalized else link.url
+        for link in prepared.parsed.links
+    ]
+    parsed = prepared.parsed
+    link_urls = [links[i] for i in parsed.html_link_indexes] + [links[i] for i in parsed.text_link_indexes]
+    extra = {UNSUBSCRIBE_VARIABLE: "#", MIRROR_VARIABLE: "#", PIXEL_VARIABLE: "", HONEYPOT_VARIABLE: ""}
+    return prepared.render(profile_values=profile_values, link_urls=link_urls, extra=extra, text_only=False)
 
 
 def message_render(*, message: Message) -> RenderedMessage:

@@ -53,6 +53,7 @@ ENDPOINTS = [
     ("post", "/api/deliveries/{d}/resume/", None, MARKETER),
     ("post", "/api/deliveries/{d}/cancel/", None, MARKETER),
     ("post", "/api/deliveries/{d}/proof/", {"emails": ["proof@example.org"]}, MARKETER),
+    ("get", "/api/deliveries/{d}/checks/", None, MARKETER),
     ("post", "/api/deliveries/{d}/recompute/", None, MARKETER),
     ("get", "/api/deliveries/{d}/messages/", None, MARKETER),
     ("get", "/api/deliveries/{d}/audit/", None, VIEWER),

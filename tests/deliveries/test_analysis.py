@@ -75,7 +75,7 @@ def test_analysis_creates_tracked_urls_including_opt_out_mirror_and_honeypot(set
     )
 
 
-@pytest.mark.parametrize("content", [{"track_clicks": False}, {"html": "", "text": "Hi https://shop.example.com/"}])
+@pytest.mark.parametrize("content", [{"track_clicks": False}, {"html": "", "text": "Hi https://shop.example.com/ Stop: {{ unsubscribe_url }}"}])
 def test_no_honeypot_without_tracked_clicks_or_without_html(content):
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])], **content)
 

@@ -15,7 +15,7 @@ def payload(**overrides):
         "label": "Spring",
         "subject": "Hi {{ profile.first_name }}",
         "from_email": "news@beacon.example",
-        "html": '<p>Hi</p><a href="https://shop.example.com/">Shop</a>',
+        "html": '<p>Hi</p><a href="https://shop.example.com/">Shop</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a>',
         "text": "Shop at https://shop.example.com/",
         "lists": [],
         **overrides,

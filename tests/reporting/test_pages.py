@@ -145,12 +145,12 @@ def test_hot_clicks_badges_follow_the_links_found_at_analysis(browser):
 def test_delivery_action_buttons_call_the_delivery_services(browser, user):
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
     html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()
-    assert f'action="/deliveries/{delivery.pk}/actions/analyze/"' in html and "/actions/send/" not in html
+    assert f'href="/deliveries/{delivery.pk}/actions/analyze/"' in html and "/actions/send/" not in html
     browser.post(f"/deliveries/{delivery.pk}/actions/analyze/")
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.READY
     html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()
-    assert f'action="/deliveries/{delivery.pk}/actions/send/"' in html
+    assert f'href="/deliveries/{delivery.pk}/actions/send/"' in html
     browser.post(f"/deliveries/{delivery.pk}/actions/cancel/")
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.CANCELLED

@@ -75,7 +75,7 @@ def test_only_the_html_part_has_it(send_to):
 def test_a_text_only_recipient_of_an_html_delivery_gets_no_trace_of_it(send_to):
     email = send_to(
         ProfileFactory(email_format=EmailFormat.TEXT),
-        html='<p><a href="https://shop.example.com/sale">Sale</a></p>',
+        html='<p><a href="https://shop.example.com/sale">Sale</a> <a href="{{ unsubscribe_url }}">Stop</a></p>',
         text="",
     )
     assert email.content_subtype == "plain" and not getattr(email, "alternatives", None)

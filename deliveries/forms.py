@@ -1,0 +1,92 @@
+"""The forms of the delivery pages (and the admin's): they check the shape of what was typed; the
+delivery services decide the rest, and their field messages land beside the right input."""
+from django import forms
+from django.core.exceptions import ValidationError
+
+from deliveries.models import Delivery, TrackingMode
+from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS
+from profiles.models import List
+
+DELIVERY_FIELDS = ["label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens", "track_clicks", "mirror_page"]
+
+
+def add_service_errors(form: forms.BaseForm, error: ValidationError) -> None:
+    """Adds a service's field messages to the form, except on a field the form already refused: the
+    service saw that field as blank (it failed its own checks), so "required" would repeat the error."""
+    for field, messages in (error.message_dict if hasattr(error, "error_dict") else {None: error.messages}).items():
+        field = field if field in form.fields else None
+        if field is None or field not in form.errors:
+            form.add_error(field, messages)
+
+
+MAX_ID = 2**63 - 1
+
+
+class ListsField(forms.ModelMultipleChoiceField):
+    """Lists by id; an id no database column can hold is refused before the query (SQLite raises
+    OverflowError for it, where PostgreSQL finds nothing)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            text = str(pk)
+            if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID):
+                raise ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": text[:50]})
+        return super()._check_values(value)
+
+
+class DeliveryForm(forms.Form):
+    """A delivery's content, audience and options, as the services take them (`delivery_create`, `delivery_update`)."""
+
+    label = forms.CharField(max_length=200)
+    subject = forms.CharField(max_length=998, widget=forms.TextInput(attrs={"data-personalize": "1"}))
+    from_email = forms.EmailField(max_length=254, label="From")
+    reply_to = forms.EmailField(max_length=254, required=False, label="Reply-to")
+    html = forms.CharField(
+        required=False, strip=False, max_length=MAX_CONTENT_CHARACTERS, label="HTML content",
+        widget=forms.Textarea(attrs={"rows": 18, "class": "code", "data-personalize": "1", "spellcheck": "false"}),
+    )
+    text = forms.CharField(
+        required=False, strip=False, max_length=MAX_CONTENT_CHARACTERS, label="Text content",
+        widget=forms.Textarea(attrs={"rows": 8, "class": "code", "data-personalize": "1"}),
+    )
+    lists = ListsField(
+        queryset=List.objects.order_by("name"), required=False, widget=forms.CheckboxSelectMultiple, label="Audience lists",
+    )
+    track_opens = forms.BooleanField(required=False, initial=True, label="Track opens")
+    track_clicks = forms.BooleanField(required=False, initial=True, label="Track clicks")
+    mirror_page = forms.BooleanField(required=False, initial=True, label="Mirror page")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The maxlength attribute would cut a paste silently in the browser; the form says it instead.
+        for field in self.fields.values():
+            field.widget.attrs.pop("maxlength", None)
+
+    @staticmethod
+    def initial_of(delivery: Delivery) -> dict:
+        return {name: getattr(delivery, name) for name in DELIVERY_FIELDS if name != "lists"} | {
+            "lists": list(delivery.lists.all()),
+        }
+
+
+class TrackedUrlForm(forms.Form):
+    """One link found at analysis: its label and category in the reports, and whether it is tracked."""
+
+    id = forms.IntegerField(widget=forms.HiddenInput, min_value=1, max_value=MAX_ID)
+    label = forms.CharField(max_length=300, required=False)
+    category = forms.CharField(max_length=100, required=False)
+    mode = forms.ChoiceField(choices=[(mode, TrackingMode(mode).label) for mode in CONTENT_LINK_MODES])
+
+
+TrackedUrlFormSet = forms.formset_factory(TrackedUrlForm, extra=0, max_num=1000, absolute_max=1000)
+
+
+class ProofForm(forms.Form):
+    emails = forms.CharField(
+        max_length=5000, label="Send a proof to",
+        help_text="One or more addresses, separated by commas or new lines.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def clean_emails(self) -> list[str]:
+        return [address for address in self.cleaned_data["emails"].replace(",", "\n").split() if address]
