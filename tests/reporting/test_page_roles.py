@@ -76,7 +76,7 @@ def test_a_delivery_page_shows_the_tabs_and_buttons_of_the_role(caller, sees_per
     assert (f"/deliveries/{delivery_id}/log/" in html) is sees_personal
     assert (f"/deliveries/{delivery_id}/tracking/" in html) is sees_personal
     assert f"/deliveries/{delivery_id}/reports/" in html and f"/deliveries/{delivery_id}/audit/" in html
-    assert (f'action="/deliveries/{delivery_id}/actions/pause/"' in html) is sees_buttons
+    assert (f'href="/deliveries/{delivery_id}/actions/pause/"' in html) is sees_buttons
     assert ("Recompute delivery and tracking indicators" in html) is sees_buttons
 
 
