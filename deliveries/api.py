@@ -6,7 +6,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.roles import MANAGE
+from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
 
 from deliveries import selectors, services
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl
@@ -54,6 +54,10 @@ class MessageOutputSerializer(serializers.ModelSerializer):
 
 class AuditEntryOutputSerializer(serializers.ModelSerializer):
     actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    details = serializers.SerializerMethodField()
+
+    def get_details(self, entry: DeliveryAuditEntry) -> dict:
+        return selectors.audit_details_visible(entry.details, personal_data=self.context.get("personal_data", False))
 
     class Meta:
         model = DeliveryAuditEntry
@@ -205,7 +209,10 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def audit(self, request, pk=None):
         """Who created, changed, analyzed, sent, paused, resumed, cancelled the delivery, and when."""
-        return self._page(request, selectors.delivery_audit(delivery_id=self._delivery(pk).pk), AuditEntryOutputSerializer)
+        page = self.paginate_queryset(selectors.delivery_audit(delivery_id=self._delivery(pk).pk))
+        # Viewers read the audit, but not the recipients a proof went to.
+        context = {"personal_data": can(request.user, READ_PERSONAL_DATA)}
+        return self.get_paginated_response(AuditEntryOutputSerializer(page, many=True, context=context).data)
 
     @extend_schema(operation_id="deliveries_tracked_urls_list", responses=TrackedUrlOutputSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="tracked-urls")

@@ -8,6 +8,9 @@ from django.db.models import QuerySet
 from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl, TrackingMode
 from profiles.models import Profile
 
+# The audit details that name recipients: a proof's addresses, the profile it was personalized for.
+PERSONAL_AUDIT_DETAILS = frozenset({"emails", "profile_id"})
+
 
 def delivery_list(*, status: str = "", search: str = "") -> QuerySet[Delivery]:
     deliveries = Delivery.objects.all()
@@ -79,3 +82,10 @@ def delivery_preview_profile(*, delivery: Delivery, profile_id: int | None) -> P
 def profile_search(*, email: str, limit: int = 20) -> list[Profile]:
     """Profiles whose email contains `email`, for the preview's profile chooser."""
     return list(Profile.objects.filter(email__icontains=email).order_by("email")[:limit]) if email else []
+
+
+def audit_details_visible(details: dict, *, personal_data: bool) -> dict:
+    """An audit entry's details as a caller may read them: without `personal_data`, none that name recipients."""
+    if personal_data:
+        return details
+    return {key: value for key, value in details.items() if key not in PERSONAL_AUDIT_DETAILS}

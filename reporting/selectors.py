@@ -7,12 +7,12 @@ from django.db.models.functions import Lower
 
 from beacon.exceptions import NotFound
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl
+from deliveries.selectors import PERSONAL_AUDIT_DETAILS
 from reporting.percentages import percent
 from tracking.models import TrackingEvent, UserAgent
 
 # Audit details that name recipients: a proof's addresses and the profile it was personalized for
 # (deliveries/services/proofs.py). Shown only to roles that read personal data.
-PERSONAL_AUDIT_DETAILS = frozenset({"emails", "profile_id"})
 
 
 def delivery_get(*, delivery_id: int) -> Delivery:
