@@ -23,8 +23,8 @@ from deliveries.selectors import delivery_messages, delivery_tracked_urls
 from deliveries.tokens import Purpose, make_token
 from profiles.services import profile_opt_out_time_set
 from tracking.ingest.consumer import stream_consume
+from tracking.ingest.store import events_move
 from tracking.models import EventType, TrackingEvent
-from tracking.services import events_move
 from tracking.user_agents import user_agents_parse
 
 IPHONE = (

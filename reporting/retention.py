@@ -8,7 +8,7 @@ from deliveries.models import Delivery
 from reporting.consolidation.pointer import consolidation_lock, events_consolidate
 from reporting.models import ConsolidationGap, DeliveryReportState
 from tracking.models import TrackingEvent
-from tracking.services import events_delete
+from tracking.ingest.store import events_delete
 
 PURGE_BATCH_SIZE = 10_000
 PURGE_MAX_BATCHES = 100

@@ -1,19 +1,18 @@
-"""Writes of the tracking app: a recipient's opt-out, and retention's deletion of raw events.
+"""Writes of the tracking app: a recipient's opt-out.
 
 Events are stored by ``tracking.ingest``, user agents parsed by ``tracking.user_agents``.
 """
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import DatabaseError, transaction
-from django.db.models import F
 
 from profiles.services import profile_opt_out
 from tracking import lookups
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
 from tracking.ingest.store import events_store
-from tracking.models import EventType, TrackingEvent
+from tracking.models import EventType
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
 # often its recipient (or their mail client) posts the one-click unsubscribe.
@@ -42,18 +41,3 @@ def message_opt_out(*, message_id: int, tracked_url_id: int | None, user_agent: 
             events_store([event])
     except DatabaseError as exc:
         raise EventNotStored from exc
-
-
-def events_move(*, delivery_id: int, logged_from: datetime, logged_to: datetime, by: timedelta) -> int:
-    """Moves the logged time of the delivery's events logged in [logged_from, logged_to] by `by` (demo data,
-    whose activity is made now and moved to when it plays); returns how many moved."""
-    return TrackingEvent.objects.filter(
-        delivery_id=delivery_id, logged_at__range=(logged_from, logged_to)
-    ).update(logged_at=F("logged_at") + by)
-
-
-def events_delete(*, event_ids: list[int]) -> int:
-    """Deletes raw events by id: retention's purge, which chose them (consolidated, older than the retention
-    period). Returns how many were deleted."""
-    deleted, _ = TrackingEvent.objects.filter(id__in=event_ids).delete()
-    return deleted

@@ -1,4 +1,5 @@
-"""Storing events: the only writer of TrackingEvent rows.
+"""Storing events: the only writer of TrackingEvent rows (it inserts them; `events_delete` and
+`events_move` are retention's purge and the demo data's time move, which other apps call).
 
 ``events_store`` is what every stage ends in (a handler's direct write, the journal's shipper, the
 stream consumer, the spool's replay). Per batch of up to STORE_BATCH_SIZE events it resolves the user
@@ -10,11 +11,12 @@ first time are announced with the signal ``user_agents_seen`` once committed.
 import hashlib
 import io
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.dispatch import Signal
 
 from tracking import machine
@@ -201,3 +203,18 @@ def events_store(events: list[Event]) -> None:
         unparsed.extend(new_unparsed)
     if unparsed:
         transaction.on_commit(lambda: user_agents_seen.send(sender=UserAgent, ids=unparsed))
+
+
+def events_move(*, delivery_id: int, logged_from: datetime, logged_to: datetime, by: timedelta) -> int:
+    """Moves the logged time of the delivery's events logged in [logged_from, logged_to] by `by` (demo data,
+    whose activity is made now and moved to when it plays); returns how many moved."""
+    return TrackingEvent.objects.filter(
+        delivery_id=delivery_id, logged_at__range=(logged_from, logged_to)
+    ).update(logged_at=F("logged_at") + by)
+
+
+def events_delete(*, event_ids: list[int]) -> int:
+    """Deletes raw events by id: retention's purge, which chose them (consolidated, older than the retention
+    period). Returns how many were deleted."""
+    deleted, _ = TrackingEvent.objects.filter(id__in=event_ids).delete()
+    return deleted
