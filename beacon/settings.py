@@ -168,6 +168,7 @@ AXES_COOLOFF_TIME = dt.timedelta(minutes=int(os.environ.get("BEACON_LOGIN_LOCKOU
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "beacon.security.client_ip"
+AXES_USERNAME_CALLABLE = "beacon.security.login_username"
 
 # --- Redis: Celery broker, event stream, cache. Absent means the embedded default. ---
 REDIS_URL = os.environ.get("REDIS_URL", "")
