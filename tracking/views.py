@@ -35,11 +35,10 @@ from deliveries.models import Message, TrackingMode
 from deliveries.services import message_render
 from deliveries.tokens import Purpose, read_token
 from profiles.selectors import profile_get, profile_language
-from tracking import lookups, machine, selectors
+from tracking import lookups, machine, persons, selectors
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored, event_submit
 from tracking.models import EventType
-from tracking.randomness import random_bytes
 from tracking.services import message_opt_out
 
 logger = logging.getLogger(__name__)
@@ -117,18 +116,17 @@ def wants_no_tracking(request: HttpRequest) -> bool:
     return request.META.get("HTTP_SEC_GPC") == "1" or request.META.get("HTTP_DNT") == "1"
 
 
-def _browser_id(request: HttpRequest) -> tuple[str, bool]:
-    """The browser's id from its cookie, or a new one (and whether it is new)."""
+def _cookie_browser_id(request: HttpRequest) -> str:
+    """The browser's id from its cookie, or '' if it has none."""
     value = request.COOKIES.get(BROWSER_COOKIE, "")
     if len(value) == 32 and all(char in "0123456789abcdef" for char in value):
-        return value, False
-    return random_bytes(16).hex(), True
+        return value
+    return ""
 
 
 def _known_browser_id(request: HttpRequest) -> str:
     """The browser's id if it already has one; only a click hands out new ones."""
-    browser_id, new = _browser_id(request)
-    return "" if new or wants_no_tracking(request) else browser_id
+    return "" if wants_no_tracking(request) else _cookie_browser_id(request)
 
 
 class _TrackingCookie(Morsel):
@@ -168,9 +166,11 @@ def click_redirect(target: str, cookies: dict[str, tuple[str, int]]) -> HttpResp
     return response
 
 
-def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_type: str, message, **fields) -> HttpResponse:
-    """Hands on one event of this message, with what every event takes from the request, and answers
-    `respond()` (made while Redis takes the event), or 503 if the event could not be stored."""
+def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_type: str, message, *,
+            ip: str | None = None, **fields) -> HttpResponse:
+    """Hands on one event of this message, with what every event takes from the request (the anonymized
+    `ip` unless given), and answers `respond()` (made while Redis takes the event), or 503 if the event
+    could not be stored."""
     try:
         return event_submit(
             new_event(
@@ -179,7 +179,7 @@ def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_typ
                 message_id=message.id,
                 profile_id=message.event_profile_id,
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
-                ip=anonymize_ip(client_ip(request)),
+                ip=anonymize_ip(client_ip(request)) if ip is None else ip,
                 **fields,
             ),
             respond,
@@ -215,14 +215,19 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     if target is None:
         return not_found(request)
     user_agent = request.META.get("HTTP_USER_AGENT", "")
+    ip = anonymize_ip(client_ip(request))
+    now = timezone.now()
     private = wants_no_tracking(request)
-    browser_id, new_browser = ("", False) if private else _browser_id(request)
+    browser_id = "" if private else _cookie_browser_id(request)
+    new_browser = not private and not browser_id
+    if new_browser:
+        browser_id = persons.cookieless_browser_id(message_id=message.id, ip=ip, user_agent=user_agent, at=now.timestamp())
     reason = machine.click_machine_reason(
         request.META,
         request.method,
         user_agent,
         sent_at=message.sent_at,
-        now=timezone.now(),
+        now=now,
         honeypot=url.mode == TrackingMode.HONEYPOT,
     )
     cookies = {}
@@ -236,6 +241,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         lambda: click_redirect(target, cookies),
         EventType.CLICK,
         message,
+        ip=ip,
         tracked_url_id=url.id,
         browser_id=browser_id,
         machine_reason=reason,

@@ -70,7 +70,8 @@ def test_browser_cookie_tells_persons_apart(client, sent_message, link):
     click(client, sent_message, link)
     from django.test import Client
 
-    click(Client(), sent_message, link)
+    # Another browser: from the same network, a client without a cookie would be the same person.
+    click(Client(), sent_message, link, REMOTE_ADDR="203.0.113.9")
     browser_ids = list(TrackingEvent.objects.order_by("id").values_list("browser_id", flat=True))
     assert browser_ids[0] == browser_ids[1] == first.cookies[BROWSER_COOKIE].value
     assert browser_ids[2] != browser_ids[0]
