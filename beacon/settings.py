@@ -4,6 +4,7 @@ With nothing set, Beacon runs on the embedded default: SQLite, Celery tasks exec
 no Redis, the console email backend. See `.env.example` for every variable.
 """
 import datetime as dt
+import decimal
 import hashlib
 import os
 from pathlib import Path
@@ -270,6 +271,11 @@ BEACON_EVENT_JOURNAL_SHIP_MS = int(os.environ.get("BEACON_EVENT_JOURNAL_SHIP_MS"
 # Pending stream entries idle this long belong to a dead consumer and are reclaimed by a live one.
 BEACON_STREAM_RECLAIM_IDLE_MS = int(os.environ.get("BEACON_STREAM_RECLAIM_IDLE_MS", "60000"))
 BEACON_MACHINE_CLICK_SECONDS = int(os.environ.get("BEACON_MACHINE_CLICK_SECONDS", "10"))
+# The largest transaction amount the web pixel (/w/p.gif?amount=) accepts; a larger or negative one is
+# refused (400). At most 9999999999.99, what the event's column holds.
+BEACON_WEB_MAX_AMOUNT = decimal.Decimal(os.environ.get("BEACON_WEB_MAX_AMOUNT", "1000000"))
+if not decimal.Decimal(0) < BEACON_WEB_MAX_AMOUNT < decimal.Decimal("1e10"):
+    raise ImproperlyConfigured("BEACON_WEB_MAX_AMOUNT must be above 0 and below 10000000000.")
 # Behind a reverse proxy that sets X-Forwarded-For, the client's address is its last entry.
 BEACON_TRUST_X_FORWARDED_FOR = env_bool("BEACON_TRUST_X_FORWARDED_FOR", default=False)
 CELERY_BEAT_SCHEDULE.update(

@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from http.cookies import Morsel
 
 from django.conf import settings
@@ -54,6 +55,7 @@ WEB_COOKIE = "bcn_wt"
 WEB_COOKIE_MAX_AGE = 30 * 24 * 3600
 WEB_OPT_OUT_COOKIE = "bcn_optout"
 WEB_OPT_OUT_MAX_AGE = 5 * 365 * 24 * 3600
+CENT = Decimal("0.01")
 
 
 def recipient_page(request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200,
@@ -375,10 +377,28 @@ def web_tag(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def web_amount(raw: str) -> str | None:
+    """The transaction amount of `?amount=` (None: a page visit). Raises ValueError unless it is a number
+    from 0 to BEACON_WEB_MAX_AMOUNT: a negative or absurd amount would skew every revenue figure."""
+    if not raw:
+        return None
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError("amount is not a number") from None
+    if not amount.is_finite() or not 0 <= amount <= settings.BEACON_WEB_MAX_AMOUNT:
+        raise ValueError(f"amount must be a number from 0 to {settings.BEACON_WEB_MAX_AMOUNT}")
+    return str(amount.copy_abs().quantize(CENT))  # copy_abs: "-0" is 0.00
+
+
 @require_http_methods(["GET"])
 @database_failure_is_503
 def web_pixel(request: HttpRequest) -> HttpResponse:
     """A page visit (or, with `amount`, a transaction) of a visitor who came from a tracked click."""
+    try:
+        amount = web_amount(request.GET.get("amount", ""))
+    except ValueError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")
     if wants_no_tracking(request) or WEB_OPT_OUT_COOKIE in request.COOKIES:
         return _pixel()
     data = read_token(request.COOKIES.get(WEB_COOKIE, ""), Purpose.CLICK)
@@ -395,7 +415,7 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
         tracked_url_id=data.url_id or None,
         browser_id=_known_browser_id(request),
         page_url=page_url if lookups.is_safe_target(page_url) else "",
-        amount=request.GET.get("amount") or None,
+        amount=amount,
         machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
     )
 
