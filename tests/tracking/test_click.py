@@ -142,6 +142,22 @@ def test_token_of_one_delivery_with_a_url_of_another_is_refused(client, sent_mes
     assert TrackingEvent.objects.count() == 0
 
 
+def test_a_token_has_one_spelling(client):
+    """base64 decoders ignore the last character's unused low bits: a token with them set is refused."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Ids of five varint bytes each: a 22-byte token, 30 characters, the last with 4 unused bits.
+    message = MessageFactory(pk=9_000_000_001, sent_at=timezone.now() - timedelta(hours=1))
+    url = TrackedUrlFactory(pk=9_000_000_002, delivery=message.delivery)
+    token = make_token(Purpose.CLICK, message.id, url.id)
+    assert len(token) == 30
+    last = alphabet.index(token[-1])
+    respelled = token[:-1] + alphabet[last | 1]
+    assert respelled != token
+    assert client.get(f"/r/{token}").status_code == 302
+    assert client.get(f"/r/{respelled}").status_code == 404
+    assert TrackingEvent.objects.count() == 1
+
+
 def test_token_of_another_purpose_is_refused(client, sent_message, link):
     response = client.get(f"/r/{make_token(Purpose.OPEN, sent_message.id, link.id)}")
     assert response.status_code == 404
