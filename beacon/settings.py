@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from beacon.secret_keys import MAKE_ONE, weak_keys_message
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -30,9 +32,11 @@ DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and os.environ.get("DATABASE_URL", "").startswith("postgres") and not env_bool("CI", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production.")
+        raise ImproperlyConfigured(f"SECRET_KEY must be set in production. Make one with {MAKE_ONE}.")
     # Local default only: stable per checkout so sessions and tokens survive restarts.
     SECRET_KEY = "insecure-local-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
+elif not DEBUG and (problem := weak_keys_message("SECRET_KEY", [SECRET_KEY])):
+    raise ImproperlyConfigured(problem)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -211,6 +215,8 @@ BEACON_PUBLIC_URL = os.environ.get("BEACON_PUBLIC_URL", "http://127.0.0.1:8000")
 # Comma-separated; the first key signs, every key verifies, so a key can be rotated without
 # breaking links already in inboxes.
 BEACON_SIGNING_KEYS = env_list("BEACON_SIGNING_KEYS") or [hashlib.sha256(("beacon-links:" + SECRET_KEY).encode()).hexdigest()]
+if not DEBUG and (problem := weak_keys_message("BEACON_SIGNING_KEYS", BEACON_SIGNING_KEYS)):
+    raise ImproperlyConfigured(problem)
 BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
