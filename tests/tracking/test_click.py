@@ -182,6 +182,39 @@ def test_a_stored_url_that_is_not_absolute_http_is_never_redirected_to(client, s
     assert response.status_code == 404 and "Location" not in response
 
 
+@pytest.mark.parametrize(
+    "stored, location",
+    [
+        ("https://example.com/€/日本", "https://example.com/%E2%82%AC/%E6%97%A5%E6%9C%AC"),
+        ("https://example.com/café?q=crème#à", "https://example.com/caf%C3%A9?q=cr%C3%A8me#%C3%A0"),
+        ("https://Bücher.example:8443/straße?x=%20", "https://xn--bcher-kva.example:8443/stra%C3%9Fe?x=%20"),
+        ("https://example.com/ascii?a=1&b=%E2%82%AC", "https://example.com/ascii?a=1&b=%E2%82%AC"),
+    ],
+)
+def test_a_link_with_non_ascii_characters_redirects_to_its_uri(client, sent_message, stored, location):
+    url = TrackedUrlFactory(delivery=sent_message.delivery, url=stored)
+    response = click(client, sent_message, url)
+    assert response.status_code == 302
+    assert response["Location"] == location
+    assert response.serialize_headers().decode("ascii").count(f"Location: {location}") == 1
+
+
+def test_a_personalized_link_with_non_ascii_characters_redirects_to_its_uri(client):
+    message = MessageFactory(profile=ProfileFactory(first_name="Zoë"), sent_at=timezone.now() - timedelta(hours=1))
+    url = TrackedUrlFactory(
+        delivery=message.delivery, url="https://shop.example.com/é/{{ profile.first_name }}", is_personalized=True
+    )
+    response = click(client, message, url)
+    assert response["Location"] == "https://shop.example.com/%C3%A9/Zo%C3%AB"
+
+
+@pytest.mark.parametrize("stored", ["https://a..ü/x", "https://" + "ü" * 64 + ".example/"])
+def test_a_link_that_has_no_uri_is_not_redirected_to(client, sent_message, stored):
+    url = TrackedUrlFactory(delivery=sent_message.delivery, url=stored)
+    response = click(client, sent_message, url)
+    assert response.status_code == 404 and "Location" not in response
+
+
 @pytest.mark.parametrize("mode", [TrackingMode.OPT_OUT, TrackingMode.MIRROR, TrackingMode.NOT_TRACKED])
 def test_click_tokens_only_lead_to_tracked_links(client, sent_message, mode):
     url = TrackedUrlFactory(delivery=sent_message.delivery, mode=mode)
