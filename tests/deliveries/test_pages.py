@@ -322,6 +322,16 @@ def test_a_proof_is_sent_to_each_address(marketer, delivery):
     assert delivery.audit_entries.filter(action="proof").exists()
 
 
+def test_a_proof_is_personalized_as_the_previewed_profile(marketer, delivery, people):
+    """Sent from the preview of Reader2, the proof is what Reader2 gets, not the first recipient's."""
+    response = marketer.post(f"/deliveries/{delivery.pk}/proof/?profile={people[2].pk}", {"emails": "qa@example.org"}, follow=True)
+
+    assert "Proof sent to 1 address." in response.content.decode()
+    assert response.redirect_chain[-1][0] == f"/deliveries/{delivery.pk}/preview/?profile={people[2].pk}"
+    [proof] = mail.outbox
+    assert proof.subject == "[Proof] Hello Reader2" and "Hi Reader2" in proof.body
+
+
 @pytest.mark.parametrize("emails", ["", "not an address", "<script>alert(1)</script>", "a\x00b@example.org", MEGABYTE])
 def test_a_bad_proof_address_is_a_form_error(marketer, delivery, emails):
     response = marketer.post(f"/deliveries/{delivery.pk}/proof/", {"emails": emails})

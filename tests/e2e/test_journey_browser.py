@@ -168,8 +168,8 @@ def test_marketer_journey_from_sign_in_to_the_reports(
     expect(page.get_by_role("status")).to_contain_text("Proof sent to 1 address.")
     screenshot(page, "proof-sent")
     [proof] = smtp_server.to("proof@beacon.example")
-    assert proof["Subject"].startswith("[Proof]")
-    assert "Spring sale" in html_part(proof)
+    assert proof["Subject"] == "[Proof] Spring sale for you, Bob"
+    assert "Hi Bob, the sale comes to <b></b>." in html_part(proof)
 
     # Send: the confirmation says to how many; the progress reaches the end.
     page.get_by_role("navigation", name="This delivery").get_by_role("link", name="Summary").click()
