@@ -273,6 +273,13 @@ def test_the_preview_renders_as_the_chosen_profile_in_a_sandboxed_frame(marketer
     assert no_inline_script(html)
 
 
+@pytest.mark.parametrize(("first_name", "last_name", "shown"), [("Bob", "", "(Bob)"), ("", "Smith", "(Smith)"), ("Bob", "Smith", "(Bob Smith)")])
+def test_the_previewed_profile_is_named_without_stray_spaces(marketer, delivery, first_name, last_name, shown):
+    profile = ProfileFactory(email="bob@example.org", first_name=first_name, last_name=last_name)
+    html = marketer.get(f"/deliveries/{delivery.pk}/preview/?profile={profile.pk}").content.decode()
+    assert f'<b data-field="profile">bob@example.org {shown}</b>' in html
+
+
 @pytest.mark.parametrize("value", ["1e400", "9" * 30, "-1", "%00", "²", "abc"])
 def test_a_bad_profile_id_falls_back_to_the_first_recipient(marketer, delivery, value):
     response = marketer.get(f"/deliveries/{delivery.pk}/preview/?profile={value}")

@@ -156,7 +156,7 @@ def test_marketer_journey_from_sign_in_to_the_reports(
     page.fill("#preview-q", "bob")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="bob@example.com").click()
-    expect(page.locator("[data-field=profile]")).to_contain_text("bob@example.com")
+    expect(page.locator("[data-field=profile]")).to_have_text("bob@example.com (Bob)")
     expect(page.locator("[data-field=subject]")).to_have_text("Spring sale for you, Bob")
     expect(page.frame_locator("iframe.preview-frame").locator("body")).to_contain_text("Hi Bob, the sale comes to .")
     expect(page.locator("pre.preview-text")).to_contain_text("Hi Bob, the sale:")
