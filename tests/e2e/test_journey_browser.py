@@ -161,6 +161,7 @@ def test_marketer_journey_from_sign_in_to_the_reports(
     expect(page.frame_locator("iframe.preview-frame").locator("body")).to_contain_text("Hi Bob, the sale comes to .")
     expect(page.locator("pre.preview-text")).to_contain_text("Hi Bob, the sale:")
     screenshot(page, "preview-bob")
+    fits_a_phone(page, screenshot, "preview-bob")
 
     # A proof, from the page, reaches the SMTP server.
     page.fill("#id_emails", "proof@beacon.example")
@@ -176,6 +177,7 @@ def test_marketer_journey_from_sign_in_to_the_reports(
     page.get_by_role("link", name="Send…").click()
     expect(page.locator("[data-field=question]")).to_have_text("Send to 2 recipients?")
     screenshot(page, "send-confirm")
+    fits_a_phone(page, screenshot, "send-confirm")
     page.get_by_role("button", name="Send", exact=True).click()
     head = page.locator(".delivery-head")
     expect(head.locator("[data-field=status]")).to_have_text("Finished")
@@ -230,6 +232,7 @@ def test_marketer_journey_from_sign_in_to_the_reports(
     expect(total.nth(3)).to_contain_text(re.compile(r"^2 "))
     expect(total.nth(7)).to_have_text("1")
     screenshot(page, "report-indicators")
+    fits_a_phone(page, screenshot, "report-indicators")
     page.get_by_role("link", name="URLs and click streams").click()
     sale = page.get_by_role("row", name=re.compile("Spring sale"))
     expect(sale.locator("td").nth(1)).to_have_text("1")
@@ -310,6 +313,7 @@ def test_viewer_journey_finds_no_way_to_change_anything(
     ):
         response = page.goto(f"{live_server.url}{path}")
         assert response.status == 403, path
+        expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
         screenshot(page, f"refused-{step}")
 
     # And so are the forms' POSTs, with a valid CSRF token: the role refuses them, not the token.
