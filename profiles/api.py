@@ -6,10 +6,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.roles import REMOVE_PROFILES
+from beacon.parsers import JSONParser
 from profiles import selectors, services
 from profiles.models import EmailFormat, EmailStatus, List, ListImport, Profile
 

@@ -18,6 +18,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
+from beacon.storable import is_storable, storable
 from profiles import csv_files
 from profiles.models import (
     EmailFormat,
@@ -217,7 +218,7 @@ def list_import_create(
     list_import = ListImport(
         list=list_obj,
         created_by=created_by,
-        file_name=csv_files.storable(file.name or "import.csv")[:255],
+        file_name=storable(file.name or "import.csv")[:255],
         content=content,
         encoding=encoding,
         delimiter=delimiter,
@@ -300,7 +301,7 @@ def _parse_bool(value: str) -> bool | None:
 
 def _import_row(values: list[str], mapping: list[str]) -> tuple[dict, str | None]:
     """A CSV row as profile fields (only those its mapping fills), or the reason it is refused."""
-    if not all(csv_files.is_storable(value) for value in values):
+    if not all(is_storable(value) for value in values):
         return {}, "a cell holds a NUL character or text that is not valid Unicode"
     by_target = {
         target: (values[index] if index < len(values) else "").strip()
@@ -350,7 +351,7 @@ def _import_chunk(list_import: ListImport, *, start: int, chunk: list[tuple[int,
     for line, values in chunk:
         fields, reason = _import_row(values, list_import.mapping)
         if reason:
-            values = [csv_files.storable(value) for value in values]
+            values = [storable(value) for value in values]
             rejections.append(ListImportRejection(list_import=list_import, line=line, reason=reason, values=values))
         else:
             # A later row of the same address in this chunk adds nothing: the first one is kept.

@@ -1,13 +1,11 @@
 """Report and recompute endpoints under `/api/deliveries/<id>/` (the deliveries app owns the rest)."""
-import csv
-import io
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports import REPORT_NAMES, report_get
@@ -24,15 +22,7 @@ class CsvRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
-        return table_csv(data["header"], data["rows"]).encode()
-
-
-def table_csv(header: list[str], rows: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
+        return csv_text(data["header"], data["rows"]).encode()
 
 
 def humans_only_param(params) -> bool:
