@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -52,6 +52,26 @@ def normalize_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
+EMAIL_TAKEN = "A profile with this email already exists."
+LIST_NAME_TAKEN = "A list with this name already exists."
+
+
+def _save_unique(obj: Profile | List, *, field: str, message: str, taken: Callable[[], bool]) -> None:
+    """Saves `obj`, whose `field` was checked free just before: a request that took it in between
+    (the unique constraint refuses this one) is the same refusal as the check's, not an IntegrityError."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        if not taken():
+            raise
+        raise ValidationError({field: [message]}) from None
+
+
+def _email_taken(email: str, *, other_than: int | None = None) -> bool:
+    return Profile.objects.filter(email__iexact=email).exclude(pk=other_than).exists()
+
+
 def profile_create(
     *, email: str, first_name: str = "", last_name: str = "", attributes: dict | None = None, **extra
 ) -> Profile:
@@ -60,13 +80,14 @@ def profile_create(
         validate_email(email)
     except ValidationError:
         raise ValidationError({"email": ["Enter a valid email address."]})
-    if Profile.objects.filter(email__iexact=email).exists():
-        raise ValidationError({"email": ["A profile with this email already exists."]})
+    if _email_taken(email):
+        raise ValidationError({"email": [EMAIL_TAKEN]})
     profile = Profile(
         email=email, first_name=first_name, last_name=last_name, attributes=attributes or {}, **extra
     )
-    profile.full_clean()
-    profile.save()
+    # Its only constraint, the email's uniqueness, is checked above and by the save.
+    profile.full_clean(validate_constraints=False)
+    _save_unique(profile, field="email", message=EMAIL_TAKEN, taken=lambda: _email_taken(email))
     return profile
 
 
@@ -104,8 +125,23 @@ def profile_record_bounce(*, profile_id: int, hard: bool, at: datetime | None = 
 
 def list_create(*, name: str, description: str = "") -> List:
     list_obj = List(name=name, description=description)
-    list_obj.full_clean()
-    list_obj.save()
+    return _list_save(list_obj)
+
+
+def list_update(*, list_obj: List, **fields) -> List:
+    for name, value in fields.items():
+        setattr(list_obj, name, value)
+    return _list_save(list_obj)
+
+
+def _list_save(list_obj: List) -> List:
+    def taken() -> bool:
+        return List.objects.filter(name=list_obj.name).exclude(pk=list_obj.pk).exists()
+
+    if taken():
+        raise ValidationError({"name": [LIST_NAME_TAKEN]})
+    list_obj.full_clean(validate_unique=False)
+    _save_unique(list_obj, field="name", message=LIST_NAME_TAKEN, taken=taken)
     return list_obj
 
 
@@ -135,13 +171,13 @@ def profile_update(*, profile: Profile, **fields) -> Profile:
             validate_email(email)
         except ValidationError:
             raise ValidationError({"email": ["Enter a valid email address."]})
-        if Profile.objects.filter(email__iexact=email).exclude(pk=profile.pk).exists():
-            raise ValidationError({"email": ["A profile with this email already exists."]})
+        if _email_taken(email, other_than=profile.pk):
+            raise ValidationError({"email": [EMAIL_TAKEN]})
         fields["email"] = email
     for name, value in fields.items():
         setattr(profile, name, value)
-    profile.full_clean()
-    profile.save()
+    profile.full_clean(validate_constraints=False)
+    _save_unique(profile, field="email", message=EMAIL_TAKEN, taken=lambda: _email_taken(profile.email, other_than=profile.pk))
     return profile
 
 
@@ -166,7 +202,8 @@ class ImportFileTooLarge(ServiceError):
     status_code = 413
 
     def __init__(self, limit: int) -> None:
-        message = f"The file is larger than the {limit / 1024 / 1024:.0f} MB an import accepts. Split it and import the parts."
+        size = f"{limit / 1024 / 1024:.0f} MB" if limit >= 1024 * 1024 else f"{limit / 1024:.0f} KB"
+        message = f"The file is larger than the {size} an import accepts. Split it and import the parts."
         super().__init__(message, code="file_too_large", fields={"file": [message]})
 
 
