@@ -75,6 +75,7 @@ class ListAdmin(admin.ModelAdmin):
         Beacon's import page."""
         list_obj = get_object_or_404(List, pk=pk)
         form = CsvImportForm(request.POST or None, request.FILES or None)
+        status = 200 if request.method == "GET" or form.is_valid() else 400
         if request.method == "POST" and form.is_valid():
             try:
                 list_import = services.list_import_create(
@@ -86,7 +87,8 @@ class ListAdmin(admin.ModelAdmin):
                 )
             except ServiceError as exc:
                 form.add_error("file", exc.message)
+                status = exc.status_code
             else:
                 return redirect(reverse("profiles:list-import-detail", args=[list_obj.pk, list_import.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "list_obj": list_obj, "opts": self.model._meta, "title": f"Import profiles into {list_obj}"}
-        return render(request, "profiles/admin/list_import.html", context)
+        return render(request, "profiles/admin/list_import.html", context, status=status)

@@ -59,6 +59,18 @@ def test_list_admin_csv_import_runs_in_the_background_and_is_followed_on_beacons
     missing_column = admin_client_logged.post(
         f"/admin/profiles/list/{list_obj.pk}/import/", {"file": SimpleUploadedFile("a.csv", b"name\nx\n")}
     )
-    assert missing_column.status_code == 200
+    assert missing_column.status_code == 400
     assert b"email" in missing_column.content
     assert ListImport.objects.count() == 1
+
+
+def test_admin_import_of_a_file_over_the_size_limit_is_a_413_and_keeps_nothing(admin_client_logged, settings):
+    settings.BEACON_IMPORT_MAX_BYTES = 1024
+    list_obj = ListFactory()
+    response = admin_client_logged.post(
+        f"/admin/profiles/list/{list_obj.pk}/import/",
+        {"file": SimpleUploadedFile("big.csv", b"email\n" + b"someone@example.com\n" * 100)},
+    )
+    assert response.status_code == 413
+    assert "The file is larger than the 1 KB an import accepts. Split it and import the parts." in response.content.decode()
+    assert not ListImport.objects.exists()
