@@ -36,11 +36,19 @@ def humans_only_param(params) -> bool:
 class DeliveryReportApi(APIView):
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CsvRenderer]
 
-    def handle_exception(self, exc):
-        # Errors are JSON whatever format was asked for.
+    def _in_json(self) -> None:
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
+
+    def handle_exception(self, exc):
+        # Errors are JSON whatever format was asked for.
+        self._in_json()
         return super().handle_exception(exc)
+
+    def options(self, request, *args, **kwargs):
+        # So is the endpoint's description (OPTIONS): it is no table a CSV could hold.
+        self._in_json()
+        return super().options(request, *args, **kwargs)
 
     @extend_schema(
         summary="A report of the delivery, from its rollups",
