@@ -2,7 +2,9 @@
 
 PostgreSQL refuses NUL in text (psycopg2 raises before the query is sent) and a lone surrogate is not
 UTF-8: either one reaching a query or a save was a 500. One rule, here, for every input: the query string
-and the form body of every request (`UnstorableInputMiddleware`), and JSON bodies (`beacon.parsers`).
+of every request (`UnstorableInputMiddleware`), and JSON bodies (`beacon.parsers`). Form bodies are the
+forms' and serializers' own: Django's and DRF's text fields refuse NUL as a field error, shown on the
+form, and a form body's invalid UTF-8 is decoded as U+FFFD.
 """
 import re
 
@@ -13,7 +15,6 @@ from beacon.security import HOT_PATH_PREFIXES
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = "holds a NUL character or a lone surrogate, which Beacon cannot store"
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def storable(value: str) -> str:
@@ -34,8 +35,8 @@ def _first_unstorable(params) -> str | None:
 
 
 class UnstorableInputMiddleware:
-    """Answers 400, naming the parameter, when a query parameter or a form field holds NUL or a lone
-    surrogate: every search box and filter, the admin's included, gets the same clear refusal.
+    """Answers 400, naming the parameter, when a query parameter holds NUL: every search box and filter,
+    the API's, the pages' and the admin's, gets the same clear refusal.
 
     Query strings are decoded with invalid UTF-8 replaced, so only NUL (`%00`) arrives that way; the
     raw query string is searched for it first, so a request without one costs a substring search.
@@ -49,8 +50,6 @@ class UnstorableInputMiddleware:
         if not request.path_info.startswith(HOT_PATH_PREFIXES):
             query = request.META.get("QUERY_STRING", "")
             name = _first_unstorable(request.GET) if "%00" in query or "\x00" in query else None
-            if name is None and request.method == "POST" and request.content_type in _FORM_TYPES:
-                name = _first_unstorable(request.POST)
             if name is not None:
                 return _refusal(request, name)
         return self.get_response(request)

@@ -84,8 +84,7 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
 
 @action_required(READ_REPORTS)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    # PostgreSQL refuses a NUL in a query's text: it can be in no label anyway.
-    search = request.GET.get("q", "").replace("\x00", "").strip()[:200]
+    search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
     status = status if status in DeliveryStatus.values else ""
     sort = request.GET.get("sort", "")
