@@ -1,4 +1,5 @@
-"""The API's JSON parser: DRF's, refusing with a 400 what would fail later as a 500.
+"""The API's JSON parser: DRF's, refusing with a 400 what would fail later as a 500 (`loads`, which the
+admin's JSON form field uses too: `beacon.forms`).
 
 A body nested deeper than `MAX_JSON_DEPTH` (100,000 levels raised RecursionError in the parser), a
 number beyond what a float or a 64-bit integer holds (`1e400` is infinity, and PostgreSQL refuses it),
@@ -21,22 +22,22 @@ MAX_JSON_DEPTH = 32
 INTEGER_LIMIT = 2**63
 
 
-class _TooLarge(ValueError):
-    pass
+def _too_large(text: str) -> ValueError:
+    return ValueError(f"the number {text if len(text) <= 40 else text[:40] + '…'} is too large")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _TooLarge(f"the number {text[:40]} is too large")
+        raise _too_large(text)
     return value
 
 
 def _bounded_int(text: str) -> int:
-    # Python refuses to convert more than 4,300 digits: a ValueError too, caught as a parse error.
+    # Python refuses to convert more than 4,300 digits: a ValueError too, reported as it says.
     value = int(text)
     if not -INTEGER_LIMIT <= value < INTEGER_LIMIT:
-        raise _TooLarge(f"the number {text[:40]}… is too large" if len(text) > 40 else f"the number {text} is too large")
+        raise _too_large(text)
     return value
 
 
@@ -70,21 +71,22 @@ def json_problem(data) -> str | None:
     return None
 
 
+def loads(text: str):
+    """JSON text as Python values, by the rules above; a ValueError saying what is wrong, and where."""
+    try:
+        data = json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    problem = json_problem(data)
+    if problem:
+        raise ValueError(problem)
+    return data
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.load(
-                codecs.getreader(encoding)(stream),
-                parse_float=_finite_float,
-                parse_int=_bounded_int,
-                parse_constant=_refuse_constant,
-            )
-        except RecursionError:
-            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels") from None
+            return loads(codecs.getreader(encoding)(stream).read())
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        problem = json_problem(data)
-        if problem:
-            raise ParseError(f"JSON parse error - {problem}")
-        return data

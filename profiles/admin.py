@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -8,6 +9,7 @@ from accounts.admin import RoleAdminMixin
 from accounts.decorators import action_required
 from accounts.roles import MANAGE
 from beacon.exceptions import ServiceError
+from beacon.forms import StorableJSONField
 from profiles import services
 from profiles.models import List, ListMembership, Profile
 
@@ -29,6 +31,8 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     search_fields = ["email", "first_name", "last_name"]
     readonly_fields = ["opted_out_at", "quarantined_at", "soft_bounce_count", "created_at", "updated_at"]
     date_hierarchy = "created_at"
+    # Attributes typed in the admin follow the API's rules: NUL, 1e400 or deep nesting is a field error.
+    formfield_overrides = {models.JSONField: {"form_class": StorableJSONField}}
     actions = ["opt_out", "restore_to_valid"]
     # The change page links to the profile's Tracking tab (tracking.admin.ProfileTrackingAdmin).
     change_form_template = "profiles/admin/profile_change_form.html"

@@ -74,3 +74,28 @@ def test_admin_import_of_a_file_over_the_size_limit_is_a_413_and_keeps_nothing(a
     assert response.status_code == 413
     assert "The file is larger than the 1 KB an import accepts. Split it and import the parts." in response.content.decode()
     assert not ListImport.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "says"),
+    [
+        ('{"x": "\\u0000"}', "the value at x holds a NUL character or a lone surrogate"),
+        ('{"x": "\\ud800"}', "the value at x holds a NUL character or a lone surrogate"),
+        ('{"x": 1e400}', "the number 1e400 is too large"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+    ],
+    ids=["nul", "lone-surrogate", "1e400", "100k-deep"],
+)
+def test_admin_refuses_unstorable_attributes_as_a_field_error(admin_client_logged, attributes, says):
+    profile = ProfileFactory(attributes={"kept": 1})
+    response = admin_client_logged.post(
+        f"/admin/profiles/profile/{profile.pk}/change/",
+        {
+            "email": profile.email, "first_name": "", "last_name": "", "attributes": attributes,
+            "email_status": "valid", "email_format": "html", "tracking_consent": "on", "language": "",
+        },
+    )
+    assert response.status_code == 200
+    assert f"Enter valid JSON: {says}" in response.content.decode()
+    profile.refresh_from_db()
+    assert profile.attributes == {"kept": 1}
