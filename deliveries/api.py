@@ -1,7 +1,7 @@
 """REST API for deliveries (`/api/deliveries/`): CRUD while draft or ready, the actions, the delivery
 log (`messages/`) and the links (`tracked-urls/`). Every write goes through `deliveries.services`."""
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -110,6 +110,12 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         delivery = Delivery.objects.prefetch_related("lists").get(pk=delivery_id)
         return Response(DeliveryOutputSerializer(delivery).data, status=code)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=list(DeliveryStatus.values), description="Only deliveries in this status."),
+            OpenApiParameter("search", str, description="Deliveries whose label holds this text."),
+        ]
+    )
     def list(self, request):
         choices = set(DeliveryStatus.values)
         wanted = request.query_params.get("status", "")

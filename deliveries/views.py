@@ -151,8 +151,7 @@ def _preview_page(request: HttpRequest, delivery: Delivery, proof_form: ProofFor
         rendered, content_error = services.delivery_preview_render(delivery=delivery, profile=profile), ""
     except ContentError as error:
         rendered, content_error = None, str(error)
-    # PostgreSQL refuses a NUL in a query's text: it can be in no email anyway.
-    search = request.GET.get("q", "").replace("\x00", "").strip()[:254]
+    search = request.GET.get("q", "").strip()[:254]
     return render(request, "deliveries/delivery_preview.html", {
         "delivery": delivery,
         "profile": profile,

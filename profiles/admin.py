@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -8,6 +9,7 @@ from accounts.admin import RoleAdminMixin
 from accounts.decorators import action_required
 from accounts.roles import MANAGE
 from beacon.exceptions import ServiceError
+from beacon.forms import StorableJSONField
 from profiles import services
 from profiles.models import List, ListMembership, Profile
 
@@ -29,6 +31,8 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     search_fields = ["email", "first_name", "last_name"]
     readonly_fields = ["opted_out_at", "quarantined_at", "soft_bounce_count", "created_at", "updated_at"]
     date_hierarchy = "created_at"
+    # Attributes typed in the admin follow the API's rules: NUL, 1e400 or deep nesting is a field error.
+    formfield_overrides = {models.JSONField: {"form_class": StorableJSONField}}
     actions = ["opt_out", "restore_to_valid"]
     # The change page links to the profile's Tracking tab (tracking.admin.ProfileTrackingAdmin).
     change_form_template = "profiles/admin/profile_change_form.html"
@@ -75,6 +79,7 @@ class ListAdmin(admin.ModelAdmin):
         Beacon's import page."""
         list_obj = get_object_or_404(List, pk=pk)
         form = CsvImportForm(request.POST or None, request.FILES or None)
+        status = 200 if request.method == "GET" or form.is_valid() else 400
         if request.method == "POST" and form.is_valid():
             try:
                 list_import = services.list_import_create(
@@ -86,7 +91,8 @@ class ListAdmin(admin.ModelAdmin):
                 )
             except ServiceError as exc:
                 form.add_error("file", exc.message)
+                status = exc.status_code
             else:
                 return redirect(reverse("profiles:list-import-detail", args=[list_obj.pk, list_import.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "list_obj": list_obj, "opts": self.model._meta, "title": f"Import profiles into {list_obj}"}
-        return render(request, "profiles/admin/list_import.html", context)
+        return render(request, "profiles/admin/list_import.html", context, status=status)

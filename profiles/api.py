@@ -2,14 +2,15 @@
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.roles import REMOVE_PROFILES
+from beacon.parsers import JSONParser
 from profiles import selectors, services
 from profiles.models import EmailFormat, EmailStatus, List, ListImport, Profile
 
@@ -40,6 +41,15 @@ class ProfileInputSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=settings.LANGUAGES, required=False, allow_null=True)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("search", str, description="Profiles whose email, first or last name holds this text."),
+            OpenApiParameter("email_status", str, enum=list(EmailStatus.values)),
+            OpenApiParameter("list", int, description="Only the members of this list."),
+        ]
+    )
+)
 class ProfileViewSet(viewsets.ModelViewSet):
     """Recipient profiles. Filters: `?search=`, `?email_status=`, `?list=<id>`."""
 
@@ -90,6 +100,8 @@ class ListInputSerializer(serializers.ModelSerializer):
     class Meta:
         model = List
         fields = ["name", "description"]
+        # The service decides whether the name is free (`services.list_create`, race included).
+        extra_kwargs = {"name": {"validators": []}}
 
 
 class ProfileIdsSerializer(serializers.Serializer):
@@ -148,6 +160,9 @@ class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
         data.is_valid(raise_exception=True)
         list_obj = services.list_create(**data.validated_data)
         return Response(ListOutputSerializer(list_obj).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        services.list_update(list_obj=serializer.instance, **serializer.validated_data)
 
     @action(detail=True, methods=["get", "post", "delete"])
     def profiles(self, request, pk=None):

@@ -1,9 +1,9 @@
-"""Reading an uploaded CSV file and writing one for a spreadsheet: plain values in, plain values out.
+"""Reading an uploaded CSV file: plain values in, plain values out.
 
 Its text encoding (UTF-8, with or without a byte-order mark, else Windows-1252, what Excel writes in the
 West), its delimiter (comma or semicolon, the two that spreadsheets write), its header and rows, the
-targets its columns can be mapped to with their defaults by header name, and cells made safe to open in a
-spreadsheet. No model and no database here: `profiles.services` does the importing.
+targets its columns can be mapped to with their defaults by header name (Beacon's CSV files are written
+by `beacon.csv_export`). No model and no database here: `profiles.services` does the importing.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+
+from beacon.storable import storable
 
 DELIMITERS = ",;"
 ENCODINGS = ("utf-8-sig", "cp1252")
@@ -44,10 +46,6 @@ HEADER_ALIASES = {
 
 # Control bytes that text never holds (tab, LF and CR aside); many of them mean a binary file.
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
-# What a database text column cannot store: NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class UnreadableFile(ValueError):
@@ -119,15 +117,6 @@ def preview(text: str, delimiter: str) -> list[list[str]]:
     return rows
 
 
-def storable(value: str) -> str:
-    """The value with what a database cannot store replaced by U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", value)
-
-
-def is_storable(value: str) -> bool:
-    return _UNSTORABLE.search(value) is None
-
-
 def attribute_target(column_name: str) -> str:
     """The attribute a column fills when it is not a profile field: its header, lower-cased."""
     return ATTRIBUTE_PREFIX + column_name.strip().lower()[:MAX_ATTRIBUTE_NAME]
@@ -168,7 +157,3 @@ def mapping_errors(header: list[str], mapping: list[str]) -> list[str]:
         errors.append("Map one column to email: it is how profiles are found.")
     return errors
 
-
-def safe_cell(value: str) -> str:
-    """The value as a spreadsheet shows it as text, never runs it as a formula."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value

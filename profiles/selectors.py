@@ -1,9 +1,9 @@
 """Reads on profiles, lists and their CSV imports."""
-import csv
 from collections.abc import Iterator
 
 from django.db.models import Count, Q, QuerySet
 
+from beacon.csv_export import csv_lines
 from beacon.exceptions import NotFound
 from profiles import csv_files
 from profiles.models import List, ListImport, ListImportStatus, Profile
@@ -92,21 +92,13 @@ def list_import_rejections(*, list_import: ListImport, limit: int = REJECTIONS_S
     ]
 
 
-class _Echo:
-    """A file whose write returns what it was given: csv.writer then yields lines to stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def list_import_rejections_csv(*, list_import: ListImport) -> Iterator[str]:
-    """The rejected rows as CSV, streamed: the line, the reason, then the row as it was in the file.
-    Every cell is made safe to open in a spreadsheet (a formula stays text)."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow([csv_files.safe_cell(name) for name in ["line", "reason", *list_import.header]])
+    """The rejected rows as CSV, streamed: the line, the reason, then the row as it was in the file."""
     rows = list_import.rejections.order_by("line").values_list("line", "reason", "values")
-    for line, reason, values in rows.iterator(chunk_size=2000):
-        yield writer.writerow([line, csv_files.safe_cell(reason), *(csv_files.safe_cell(value) for value in values)])
+    return csv_lines(
+        ["line", "reason", *list_import.header],
+        ([line, reason, *values] for line, reason, values in rows.iterator(chunk_size=2000)),
+    )
 
 
 def profile_language(*, profile_id: int | None) -> str | None:

@@ -12,12 +12,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
+from beacon.storable import is_storable, storable
 from profiles import csv_files
 from profiles.models import (
     EmailFormat,
@@ -51,6 +52,26 @@ def normalize_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
+EMAIL_TAKEN = "A profile with this email already exists."
+LIST_NAME_TAKEN = "A list with this name already exists."
+
+
+def _save_unique(obj: Profile | List, *, field: str, message: str, taken: Callable[[], bool]) -> None:
+    """Saves `obj`, whose `field` was checked free just before: a request that took it in between
+    (the unique constraint refuses this one) is the same refusal as the check's, not an IntegrityError."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        if not taken():
+            raise
+        raise ValidationError({field: [message]}) from None
+
+
+def _email_taken(email: str, *, other_than: int | None = None) -> bool:
+    return Profile.objects.filter(email__iexact=email).exclude(pk=other_than).exists()
+
+
 def profile_create(
     *, email: str, first_name: str = "", last_name: str = "", attributes: dict | None = None, **extra
 ) -> Profile:
@@ -59,13 +80,14 @@ def profile_create(
         validate_email(email)
     except ValidationError:
         raise ValidationError({"email": ["Enter a valid email address."]})
-    if Profile.objects.filter(email__iexact=email).exists():
-        raise ValidationError({"email": ["A profile with this email already exists."]})
+    if _email_taken(email):
+        raise ValidationError({"email": [EMAIL_TAKEN]})
     profile = Profile(
         email=email, first_name=first_name, last_name=last_name, attributes=attributes or {}, **extra
     )
-    profile.full_clean()
-    profile.save()
+    # Its only constraint, the email's uniqueness, is checked above and by the save.
+    profile.full_clean(validate_constraints=False)
+    _save_unique(profile, field="email", message=EMAIL_TAKEN, taken=lambda: _email_taken(email))
     return profile
 
 
@@ -103,8 +125,23 @@ def profile_record_bounce(*, profile_id: int, hard: bool, at: datetime | None = 
 
 def list_create(*, name: str, description: str = "") -> List:
     list_obj = List(name=name, description=description)
-    list_obj.full_clean()
-    list_obj.save()
+    return _list_save(list_obj)
+
+
+def list_update(*, list_obj: List, **fields) -> List:
+    for name, value in fields.items():
+        setattr(list_obj, name, value)
+    return _list_save(list_obj)
+
+
+def _list_save(list_obj: List) -> List:
+    def taken() -> bool:
+        return List.objects.filter(name=list_obj.name).exclude(pk=list_obj.pk).exists()
+
+    if taken():
+        raise ValidationError({"name": [LIST_NAME_TAKEN]})
+    list_obj.full_clean(validate_unique=False)
+    _save_unique(list_obj, field="name", message=LIST_NAME_TAKEN, taken=taken)
     return list_obj
 
 
@@ -134,13 +171,13 @@ def profile_update(*, profile: Profile, **fields) -> Profile:
             validate_email(email)
         except ValidationError:
             raise ValidationError({"email": ["Enter a valid email address."]})
-        if Profile.objects.filter(email__iexact=email).exclude(pk=profile.pk).exists():
-            raise ValidationError({"email": ["A profile with this email already exists."]})
+        if _email_taken(email, other_than=profile.pk):
+            raise ValidationError({"email": [EMAIL_TAKEN]})
         fields["email"] = email
     for name, value in fields.items():
         setattr(profile, name, value)
-    profile.full_clean()
-    profile.save()
+    profile.full_clean(validate_constraints=False)
+    _save_unique(profile, field="email", message=EMAIL_TAKEN, taken=lambda: _email_taken(profile.email, other_than=profile.pk))
     return profile
 
 
@@ -165,7 +202,8 @@ class ImportFileTooLarge(ServiceError):
     status_code = 413
 
     def __init__(self, limit: int) -> None:
-        message = f"The file is larger than the {limit / 1024 / 1024:.0f} MB an import accepts. Split it and import the parts."
+        size = f"{limit / 1024 / 1024:.0f} MB" if limit >= 1024 * 1024 else f"{limit / 1024:.0f} KB"
+        message = f"The file is larger than the {size} an import accepts. Split it and import the parts."
         super().__init__(message, code="file_too_large", fields={"file": [message]})
 
 
@@ -217,7 +255,7 @@ def list_import_create(
     list_import = ListImport(
         list=list_obj,
         created_by=created_by,
-        file_name=csv_files.storable(file.name or "import.csv")[:255],
+        file_name=storable(file.name or "import.csv")[:255],
         content=content,
         encoding=encoding,
         delimiter=delimiter,
@@ -300,7 +338,7 @@ def _parse_bool(value: str) -> bool | None:
 
 def _import_row(values: list[str], mapping: list[str]) -> tuple[dict, str | None]:
     """A CSV row as profile fields (only those its mapping fills), or the reason it is refused."""
-    if not all(csv_files.is_storable(value) for value in values):
+    if not all(is_storable(value) for value in values):
         return {}, "a cell holds a NUL character or text that is not valid Unicode"
     by_target = {
         target: (values[index] if index < len(values) else "").strip()
@@ -350,7 +388,7 @@ def _import_chunk(list_import: ListImport, *, start: int, chunk: list[tuple[int,
     for line, values in chunk:
         fields, reason = _import_row(values, list_import.mapping)
         if reason:
-            values = [csv_files.storable(value) for value in values]
+            values = [storable(value) for value in values]
             rejections.append(ListImportRejection(list_import=list_import, line=line, reason=reason, values=values))
         else:
             # A later row of the same address in this chunk adds nothing: the first one is kept.

@@ -1,13 +1,11 @@
 """Report and recompute endpoints under `/api/deliveries/<id>/` (the deliveries app owns the rest)."""
-import csv
-import io
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports import REPORT_NAMES, report_get
@@ -24,15 +22,7 @@ class CsvRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
-        return table_csv(data["header"], data["rows"]).encode()
-
-
-def table_csv(header: list[str], rows: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
+        return csv_text(data["header"], data["rows"]).encode()
 
 
 def humans_only_param(params) -> bool:
@@ -46,11 +36,19 @@ def humans_only_param(params) -> bool:
 class DeliveryReportApi(APIView):
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CsvRenderer]
 
-    def handle_exception(self, exc):
-        # Errors are JSON whatever format was asked for.
+    def _in_json(self) -> None:
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
+
+    def handle_exception(self, exc):
+        # Errors are JSON whatever format was asked for.
+        self._in_json()
         return super().handle_exception(exc)
+
+    def options(self, request, *args, **kwargs):
+        # So is the endpoint's description (OPTIONS): it is no table a CSV could hold.
+        self._in_json()
+        return super().options(request, *args, **kwargs)
 
     @extend_schema(
         summary="A report of the delivery, from its rollups",

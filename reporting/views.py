@@ -18,13 +18,13 @@ from accounts.decorators import action_required, role_required
 from accounts.roles import MANAGE, MANAGE_SETTINGS, READ_PERSONAL_DATA, READ_REPORTS, actions_of, can
 from accounts.selectors import user_token_get
 from accounts.services import user_token_create, user_token_revoke
+from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, MessageStatus, TrackedUrl, TrackingMode
 from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, health, reports, selectors
-from reporting.api import table_csv
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.freshness import reports_as_of
 from reporting.reports.indicators import report_indicators, report_summary
@@ -84,8 +84,7 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
 
 @action_required(READ_REPORTS)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    # PostgreSQL refuses a NUL in a query's text: it can be in no label anyway.
-    search = request.GET.get("q", "").replace("\x00", "").strip()[:200]
+    search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
     status = status if status in DeliveryStatus.values else ""
     sort = request.GET.get("sort", "")
@@ -280,7 +279,7 @@ def delivery_report_csv(request: HttpRequest, delivery_id: int, name: str) -> Ht
     except ValidationError as error:
         return HttpResponse("; ".join(error.messages), status=400, content_type="text/plain")
     header, rows = report_table(name, data)
-    response = HttpResponse(table_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(csv_text(header, rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="delivery-{delivery.pk}-{name}.csv"'
     return response
 

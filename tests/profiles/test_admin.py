@@ -59,6 +59,43 @@ def test_list_admin_csv_import_runs_in_the_background_and_is_followed_on_beacons
     missing_column = admin_client_logged.post(
         f"/admin/profiles/list/{list_obj.pk}/import/", {"file": SimpleUploadedFile("a.csv", b"name\nx\n")}
     )
-    assert missing_column.status_code == 200
+    assert missing_column.status_code == 400
     assert b"email" in missing_column.content
     assert ListImport.objects.count() == 1
+
+
+def test_admin_import_of_a_file_over_the_size_limit_is_a_413_and_keeps_nothing(admin_client_logged, settings):
+    settings.BEACON_IMPORT_MAX_BYTES = 1024
+    list_obj = ListFactory()
+    response = admin_client_logged.post(
+        f"/admin/profiles/list/{list_obj.pk}/import/",
+        {"file": SimpleUploadedFile("big.csv", b"email\n" + b"someone@example.com\n" * 100)},
+    )
+    assert response.status_code == 413
+    assert "The file is larger than the 1 KB an import accepts. Split it and import the parts." in response.content.decode()
+    assert not ListImport.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "says"),
+    [
+        ('{"x": "\\u0000"}', "the value at x holds a NUL character or a lone surrogate"),
+        ('{"x": "\\ud800"}', "the value at x holds a NUL character or a lone surrogate"),
+        ('{"x": 1e400}', "the number 1e400 is too large"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+    ],
+    ids=["nul", "lone-surrogate", "1e400", "100k-deep"],
+)
+def test_admin_refuses_unstorable_attributes_as_a_field_error(admin_client_logged, attributes, says):
+    profile = ProfileFactory(attributes={"kept": 1})
+    response = admin_client_logged.post(
+        f"/admin/profiles/profile/{profile.pk}/change/",
+        {
+            "email": profile.email, "first_name": "", "last_name": "", "attributes": attributes,
+            "email_status": "valid", "email_format": "html", "tracking_consent": "on", "language": "",
+        },
+    )
+    assert response.status_code == 200
+    assert f"Enter valid JSON: {says}" in response.content.decode()
+    profile.refresh_from_db()
+    assert profile.attributes == {"kept": 1}

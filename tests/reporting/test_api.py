@@ -113,3 +113,10 @@ def test_recompute(api_client, scenario):
     assert api_client.get(url(scenario, "indicators")).json()["distinct_clicks"] == 4
     assert api_client.post("/api/deliveries/999999/recompute/").status_code == 404
     assert api_client.get(f"/api/deliveries/{scenario.delivery.pk}/recompute/").status_code == 405
+
+
+def test_options_is_json_even_when_csv_is_asked_for(api_client, consolidated):
+    response = api_client.options(url(consolidated, "bounces") + "?format=csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["name"]

@@ -38,7 +38,7 @@ def test_newest_first_by_default(deliveries):
 def test_search_finds_the_label_or_the_subject(deliveries):
     assert labels(as_role(VIEWER), "?q=apple") == ["Cherry sale", "Apple days"]
     assert labels(as_role(VIEWER), "?q=orchard") == ["Apple days"]
-    assert labels(as_role(VIEWER), "?q=%00orchard%00") == ["Apple days"]
+    assert as_role(VIEWER).get("/?q=%00orchard%00").status_code == 400  # beacon.storable
     assert "No delivery matches." in as_role(VIEWER).get("/?q=nothing").content.decode()
 
 
