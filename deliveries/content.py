@@ -24,6 +24,8 @@ from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import VariableNode
 from django.template.defaulttags import ForNode, WithNode
 
+from deliveries import html_text
+
 # For annotations only: this module reads a profile's attributes but needs no model at run time, so it
 # imports without the app registry (no ORM import).
 if TYPE_CHECKING:
@@ -89,6 +91,9 @@ class ParsedContent:
     # For each link variable, the index in `links`.
     html_link_indexes: list[int] = field(default_factory=list)
     text_link_indexes: list[int] = field(default_factory=list)
+    # The HTML with its link variables, without the open pixel and the honeypot link: what a text-only
+    # recipient's text is made of when there is no text part.
+    html_for_text: str = ""
 
 
 def _is_http_url(url: str) -> bool:
@@ -173,7 +178,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
     with `honeypot`, the HTML also gets the hidden honeypot link."""
     links: list[FoundLink] = []
     html_indexes: list[int] = []
-    html_source = html
+    html_source = html_for_text = html
     if html:
         soup = BeautifulSoup(html, "html.parser")
         line_starts = _line_offsets(html)
@@ -208,6 +213,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
             edits.append((start, end, _start_tag(tag.name, attrs, html[end - 2 : end] == "/>")))
         for start, end, replacement in reversed(edits):
             html_source = html_source[:start] + replacement + html_source[end:]
+        html_for_text = html_source
         if honeypot:
             html_source = _before_body_end(html_source, HONEYPOT_LINK)
         if track_opens:
@@ -248,6 +254,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
         links=links,
         html_link_indexes=html_indexes,
         text_link_indexes=text_indexes,
+        html_for_text=html_for_text,
     )
 
 
@@ -365,6 +372,22 @@ class PreparedContent:
     html: Template | None
     text: Template | None
     parsed: ParsedContent
+    # The HTML part as a text template, made on the first text-only render without a text part and
+    # kept with the content (None: convert each rendered HTML instead; see deliveries.html_text).
+    _text_of_html: Template | None = field(default=None, init=False, repr=False)
+    _text_of_html_made: bool = field(default=False, init=False, repr=False)
+
+    def _html_as_text(self, context: dict[str, Any]) -> str:
+        if not self._text_of_html_made:
+            source = html_text.html_to_text_template(self.parsed.html_for_text)
+            try:
+                self._text_of_html = _plain_engine.from_string(source) if source is not None else None
+            except TemplateSyntaxError:
+                self._text_of_html = None
+            self._text_of_html_made = True
+        if self._text_of_html is not None:
+            return html_text.text_lines_tidied(self._text_of_html.render(Context(context, autoescape=False)))
+        return html_text.html_to_text(self.html.render(Context(context)))
 
     def render(self, *, profile_values: dict[str, Any], link_urls: list[str], extra: dict[str, str], text_only: bool) -> RenderedMessage:
         context = {"profile": profile_values, **extra}
@@ -377,22 +400,8 @@ class PreparedContent:
         if self.html is not None and not text_only:
             html = self.html.render(Context(context))
         elif self.html is not None and not text:
-            text = _html_to_text(self.html.render(Context(context)))
+            text = self._html_as_text(context)
         return RenderedMessage(subject=subject, html=html, text=text)
-
-
-def _html_to_text(html: str) -> str:
-    """The text a text-only recipient gets when the delivery has no text part: links stay visible."""
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup.find_all(["script", "style", "img"]):
-        tag.decompose()
-    for link in soup.find_all("a", href=True):
-        if link["href"].startswith(("http://", "https://")):
-            link.append(f" ({link['href']})")
-    for block in soup.find_all(["p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "map"]):
-        block.append("\n")
-    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def prepare_content(
