@@ -25,6 +25,7 @@ from django.template.base import VariableNode
 from django.template.defaulttags import ForNode, WithNode
 
 from deliveries import html_text
+from deliveries.templating import RenderTooLarge, content_engine, limited_template, render_budget
 
 # For annotations only: this module reads a profile's attributes but needs no model at run time, so it
 # imports without the app registry (no ORM import).
@@ -52,8 +53,8 @@ _TEMPLATE_TAG_RE = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.DOTALL)
 _TEXT_URL_RE = re.compile(r"https?://(?:{{[^}]*}}|[^\s<>\"'{}])+")
 _TRAILING_PUNCTUATION = ".,;:!?)]'\""
 
-_html_engine = Engine(autoescape=True, debug=False)
-_plain_engine = Engine(autoescape=False, debug=False)
+_html_engine = content_engine(autoescape=True)
+_plain_engine = content_engine(autoescape=False)
 
 
 class ContentError(Exception):
@@ -265,7 +266,7 @@ def _compile(engine: Engine, source: str, part: str) -> Template:
             closer = "}}" if opener == "{{" else "%}"
             raise ContentError({part: [f"Unclosed template tag: '{opener}' without '{closer}'."]})
     try:
-        return engine.from_string(source)
+        return limited_template(engine, source)
     except TemplateSyntaxError as exc:
         raise ContentError({part: [f"Template error: {exc}"]}) from None
 
@@ -325,7 +326,7 @@ def _url_encoded(value: Any) -> Any:
 
 @lru_cache(maxsize=1024)
 def _url_template(url_template: str) -> Template:
-    return _plain_engine.from_string(url_template)
+    return limited_template(_plain_engine, url_template)
 
 
 def render_url_with_context(url_template: str, profile_values: dict[str, Any]) -> str:
@@ -341,7 +342,7 @@ def render_label(label: str, profile: Profile | None) -> str:
         return label
     try:
         rendered = _url_template(label).render(Context({"profile": profile_context(profile)}, autoescape=False))
-    except (TemplateSyntaxError, ValueError):
+    except (TemplateSyntaxError, ValueError, RenderTooLarge):
         rendered = _TEMPLATE_TAG_RE.sub(" ", label)
     return " ".join(rendered.split())
 
@@ -353,7 +354,7 @@ def render_link_url(url_template: str, profile: Profile | None) -> str | None:
     """
     try:
         url = render_url_with_context(url_template, profile_context(profile))
-    except (TemplateSyntaxError, ValueError):
+    except (TemplateSyntaxError, ValueError, RenderTooLarge):
         return None
     try:
         parts = urlsplit(url)
@@ -381,7 +382,7 @@ class PreparedContent:
         if not self._text_of_html_made:
             source = html_text.html_to_text_template(self.parsed.html_for_text)
             try:
-                self._text_of_html = _plain_engine.from_string(source) if source is not None else None
+                self._text_of_html = limited_template(_plain_engine, source) if source is not None else None
             except TemplateSyntaxError:
                 self._text_of_html = None
             self._text_of_html_made = True
@@ -390,17 +391,25 @@ class PreparedContent:
         return html_text.html_to_text(self.html.render(Context(context)))
 
     def render(self, *, profile_values: dict[str, Any], link_urls: list[str], extra: dict[str, str], text_only: bool) -> RenderedMessage:
+        """Raises ContentError for a message past BEACON_MAX_RENDERED_CHARACTERS (deliveries.templating)."""
         context = {"profile": profile_values, **extra}
         for variable, url in enumerate(link_urls):
             context[LINK_VARIABLE.format(variable)] = url
         plain_context = Context(context, autoescape=False)
-        subject = " ".join(self.subject.render(plain_context).split())
-        text = self.text.render(plain_context) if self.text else ""
-        html = ""
-        if self.html is not None and not text_only:
-            html = self.html.render(Context(context))
-        elif self.html is not None and not text:
-            text = self._html_as_text(context)
+        part = "subject"
+        try:
+            with render_budget():
+                subject = " ".join(self.subject.render(plain_context).split())
+                part = "text"
+                text = self.text.render(plain_context) if self.text else ""
+                part = "html"
+                html = ""
+                if self.html is not None and not text_only:
+                    html = self.html.render(Context(context))
+                elif self.html is not None and not text:
+                    text = self._html_as_text(context)
+        except RenderTooLarge as exc:
+            raise ContentError({part: [str(exc)]}) from None
         return RenderedMessage(subject=subject, html=html, text=text)
 
 
