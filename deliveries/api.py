@@ -147,7 +147,7 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         services.delivery_delete(delivery_id=self._delivery(pk).pk, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=DeliveryOutputSerializer)
+    @extend_schema(request=None, responses={202: DeliveryOutputSerializer})
     @action(detail=True, methods=["post"])
     def analyze(self, request, pk=None):
         """Starts the analysis in the background (202): the delivery is `analyzing`, `analysis_progress`
