@@ -113,7 +113,14 @@ DATABASES = {
 # Separate checkouts (and CI) can share one PostgreSQL server without clobbering each other's test DB.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("BEACON_TEST_DB_NAME") or None}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # The web requests and the in-process task threads write concurrently: a writer waits for another
+    # (busy timeout, in seconds) instead of failing; a transaction takes the write lock when it begins
+    # (a read one upgraded later could not wait); readers are not blocked by a writer (WAL).
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -187,7 +194,10 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+# Without a broker, tasks run in the web process's background threads (beacon/in_process_tasks.py), unless
+# CELERY_TASK_ALWAYS_EAGER runs them where they are queued (the tests).
+BEACON_TASKS_IN_PROCESS = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -196,6 +206,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["reporting-refresh-reports"] = {"task": "reporting.refresh_reports", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["deliveries-recover-analyses"] = {"task": "deliveries.recover_analyses", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["reporting-purge-expired-events"] = {"task": "reporting.purge_expired_events", "schedule": 3600.0}
 
 # --- Email ---
@@ -223,6 +234,9 @@ BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))
+# The most characters one render of a delivery's message may make (subject, HTML and text together, for
+# its preview, proofs, analysis and sending); a template asking for more is refused with a clear error.
+BEACON_MAX_RENDERED_CHARACTERS = int(os.environ.get("BEACON_MAX_RENDERED_CHARACTERS", "1000000"))
 # The largest CSV file a list import accepts, in bytes (a larger one is refused with HTTP 413).
 BEACON_IMPORT_MAX_BYTES = int(os.environ.get("BEACON_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
 # Reports read while consolidation is behind by more than this many seconds consolidate first (see

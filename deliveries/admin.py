@@ -96,7 +96,7 @@ class DeliveryAdmin(RoleAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Analyze the selected deliveries", permissions=["manage"])
     def analyze(self, request, queryset):
-        self._run(request, queryset, services.delivery_analyze, "analyzed")
+        self._run(request, queryset, services.delivery_analysis_request, "being analyzed")
 
     @admin.action(description="Send the selected deliveries", permissions=["manage"])
     def send(self, request, queryset):

@@ -20,7 +20,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
         model = Delivery
         fields = [
             "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens",
-            "track_clicks", "mirror_page", "status", "analysis_error", "checks", "initial_population",
+            "track_clicks", "mirror_page", "status", "analysis_progress", "analysis_error", "checks", "initial_population",
             "excluded_by_cause", "to_deliver", "processed", "success", "errors", "created_at", "updated_at",
             "analyzed_at", "sending_started_at", "finished_at",
         ]
@@ -125,7 +125,10 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         return self._page(request, queryset, DeliveryOutputSerializer)
 
     def retrieve(self, request, pk=None):
-        return self._answer(self._delivery(pk).pk)
+        delivery = self._delivery(pk)
+        # A client polls this while the delivery analyzes: an analysis that died shows as such.
+        services.deliveries_analysis_recover(delivery_id=delivery.pk)
+        return self._answer(delivery.pk)
 
     @extend_schema(request=DeliveryInputSerializer, responses={201: DeliveryOutputSerializer})
     def create(self, request):
@@ -150,11 +153,13 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         services.delivery_delete(delivery_id=self._delivery(pk).pk, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=DeliveryOutputSerializer)
+    @extend_schema(request=None, responses={202: DeliveryOutputSerializer})
     @action(detail=True, methods=["post"])
     def analyze(self, request, pk=None):
-        delivery = services.delivery_analyze(delivery_id=self._delivery(pk).pk, actor=request.user)
-        return self._answer(delivery.pk)
+        """Starts the analysis in the background (202): the delivery is `analyzing`, `analysis_progress`
+        in percent, until it is `ready`, or back to `draft` with `analysis_error` (and its `checks`)."""
+        delivery = services.delivery_analysis_request(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])

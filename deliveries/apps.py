@@ -6,8 +6,9 @@ class DeliveriesConfig(AppConfig):
     verbose_name = "Deliveries"
 
     def ready(self) -> None:
-        # The services queue send batches through the Celery task without importing it (the task
-        # module imports the services): the task is handed to them here, once the apps are loaded.
+        # The services queue send batches and analyses through the Celery tasks without importing them
+        # (the task module imports the services): the tasks are handed to them here, once apps are loaded.
         from deliveries import services, tasks
 
         services.send_batch_queuer_register(tasks.delivery_send_batch_queue)
+        services.analysis_queuer_register(tasks.delivery_analysis_queue)

@@ -24,6 +24,9 @@ from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import VariableNode
 from django.template.defaulttags import ForNode, WithNode
 
+from deliveries import html_text
+from deliveries.templating import RenderTooLarge, content_engine, limited_template, render_budget
+
 # For annotations only: this module reads a profile's attributes but needs no model at run time, so it
 # imports without the app registry (no ORM import).
 if TYPE_CHECKING:
@@ -50,8 +53,8 @@ _TEMPLATE_TAG_RE = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.DOTALL)
 _TEXT_URL_RE = re.compile(r"https?://(?:{{[^}]*}}|[^\s<>\"'{}])+")
 _TRAILING_PUNCTUATION = ".,;:!?)]'\""
 
-_html_engine = Engine(autoescape=True, debug=False)
-_plain_engine = Engine(autoescape=False, debug=False)
+_html_engine = content_engine(autoescape=True)
+_plain_engine = content_engine(autoescape=False)
 
 
 class ContentError(Exception):
@@ -89,6 +92,9 @@ class ParsedContent:
     # For each link variable, the index in `links`.
     html_link_indexes: list[int] = field(default_factory=list)
     text_link_indexes: list[int] = field(default_factory=list)
+    # The HTML with its link variables, without the open pixel and the honeypot link: what a text-only
+    # recipient's text is made of when there is no text part.
+    html_for_text: str = ""
 
 
 def _is_http_url(url: str) -> bool:
@@ -173,7 +179,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
     with `honeypot`, the HTML also gets the hidden honeypot link."""
     links: list[FoundLink] = []
     html_indexes: list[int] = []
-    html_source = html
+    html_source = html_for_text = html
     if html:
         soup = BeautifulSoup(html, "html.parser")
         line_starts = _line_offsets(html)
@@ -208,6 +214,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
             edits.append((start, end, _start_tag(tag.name, attrs, html[end - 2 : end] == "/>")))
         for start, end, replacement in reversed(edits):
             html_source = html_source[:start] + replacement + html_source[end:]
+        html_for_text = html_source
         if honeypot:
             html_source = _before_body_end(html_source, HONEYPOT_LINK)
         if track_opens:
@@ -248,6 +255,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
         links=links,
         html_link_indexes=html_indexes,
         text_link_indexes=text_indexes,
+        html_for_text=html_for_text,
     )
 
 
@@ -258,7 +266,7 @@ def _compile(engine: Engine, source: str, part: str) -> Template:
             closer = "}}" if opener == "{{" else "%}"
             raise ContentError({part: [f"Unclosed template tag: '{opener}' without '{closer}'."]})
     try:
-        return engine.from_string(source)
+        return limited_template(engine, source)
     except TemplateSyntaxError as exc:
         raise ContentError({part: [f"Template error: {exc}"]}) from None
 
@@ -318,7 +326,7 @@ def _url_encoded(value: Any) -> Any:
 
 @lru_cache(maxsize=1024)
 def _url_template(url_template: str) -> Template:
-    return _plain_engine.from_string(url_template)
+    return limited_template(_plain_engine, url_template)
 
 
 def render_url_with_context(url_template: str, profile_values: dict[str, Any]) -> str:
@@ -334,7 +342,7 @@ def render_label(label: str, profile: Profile | None) -> str:
         return label
     try:
         rendered = _url_template(label).render(Context({"profile": profile_context(profile)}, autoescape=False))
-    except (TemplateSyntaxError, ValueError):
+    except (TemplateSyntaxError, ValueError, RenderTooLarge):
         rendered = _TEMPLATE_TAG_RE.sub(" ", label)
     return " ".join(rendered.split())
 
@@ -346,7 +354,7 @@ def render_link_url(url_template: str, profile: Profile | None) -> str | None:
     """
     try:
         url = render_url_with_context(url_template, profile_context(profile))
-    except (TemplateSyntaxError, ValueError):
+    except (TemplateSyntaxError, ValueError, RenderTooLarge):
         return None
     try:
         parts = urlsplit(url)
@@ -365,34 +373,44 @@ class PreparedContent:
     html: Template | None
     text: Template | None
     parsed: ParsedContent
+    # The HTML part as a text template, made on the first text-only render without a text part and
+    # kept with the content (None: convert each rendered HTML instead; see deliveries.html_text).
+    _text_of_html: Template | None = field(default=None, init=False, repr=False)
+    _text_of_html_made: bool = field(default=False, init=False, repr=False)
+
+    def _html_as_text(self, context: dict[str, Any]) -> str:
+        if not self._text_of_html_made:
+            source = html_text.html_to_text_template(self.parsed.html_for_text)
+            try:
+                self._text_of_html = limited_template(_plain_engine, source) if source is not None else None
+            except TemplateSyntaxError:
+                self._text_of_html = None
+            self._text_of_html_made = True
+        if self._text_of_html is not None:
+            return html_text.text_lines_tidied(self._text_of_html.render(Context(context, autoescape=False)))
+        return html_text.html_to_text(self.html.render(Context(context)))
 
     def render(self, *, profile_values: dict[str, Any], link_urls: list[str], extra: dict[str, str], text_only: bool) -> RenderedMessage:
+        """Raises ContentError for a message past BEACON_MAX_RENDERED_CHARACTERS (deliveries.templating)."""
         context = {"profile": profile_values, **extra}
         for variable, url in enumerate(link_urls):
             context[LINK_VARIABLE.format(variable)] = url
         plain_context = Context(context, autoescape=False)
-        subject = " ".join(self.subject.render(plain_context).split())
-        text = self.text.render(plain_context) if self.text else ""
-        html = ""
-        if self.html is not None and not text_only:
-            html = self.html.render(Context(context))
-        elif self.html is not None and not text:
-            text = _html_to_text(self.html.render(Context(context)))
+        part = "subject"
+        try:
+            with render_budget():
+                subject = " ".join(self.subject.render(plain_context).split())
+                part = "text"
+                text = self.text.render(plain_context) if self.text else ""
+                part = "html"
+                html = ""
+                if self.html is not None and not text_only:
+                    html = self.html.render(Context(context))
+                elif self.html is not None and not text:
+                    text = self._html_as_text(context)
+        except RenderTooLarge as exc:
+            raise ContentError({part: [str(exc)]}) from None
         return RenderedMessage(subject=subject, html=html, text=text)
-
-
-def _html_to_text(html: str) -> str:
-    """The text a text-only recipient gets when the delivery has no text part: links stay visible."""
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup.find_all(["script", "style", "img"]):
-        tag.decompose()
-    for link in soup.find_all("a", href=True):
-        if link["href"].startswith(("http://", "https://")):
-            link.append(f" ({link['href']})")
-    for block in soup.find_all(["p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "map"]):
-        block.append("\n")
-    lines = (" ".join(line.split()) for line in soup.get_text().splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def prepare_content(

@@ -31,6 +31,11 @@ class Delivery(models.Model):
     analysis_error = models.TextField(blank=True)
     # The checks before sending of the last analysis (`deliveries.services.checks`), as dicts.
     checks = models.JSONField(default=list, blank=True)
+    # The analysis running in the background (deliveries.services.analysis): how far it is, in percent;
+    # when it last showed a sign of life (older than ANALYSIS_LEASE: it died); which execution owns it.
+    analysis_progress = models.PositiveSmallIntegerField(default=0)
+    analysis_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    analysis_attempt = models.CharField(max_length=32, blank=True)
 
     # Counters, as Campaign's delivery summary shows them.
     initial_population = models.PositiveIntegerField(default=0)
@@ -142,6 +147,8 @@ class TrackedUrl(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="tracked_urls")
     url = models.TextField(help_text="May hold {{ profile.<field> }} placeholders, resolved per recipient.")
     label = models.CharField(max_length=300, blank=True)
+    # Named by the marketer rather than found in the content: a new analysis keeps it.
+    label_edited = models.BooleanField(default=False)
     category = models.CharField(max_length=100, blank=True)
     mode = models.CharField(max_length=16, choices=TrackingMode.choices, default=TrackingMode.TRACKED)
     # Ordinal of the link in the HTML part (for Hot clicks); null for links only in the text part

@@ -1,6 +1,7 @@
 """Celery tasks of deliveries: thin wrappers around `deliveries.services`."""
 from celery import shared_task
 
+from beacon.exceptions import ServiceError
 from deliveries import services
 
 
@@ -33,3 +34,34 @@ def delivery_send_batch_task(self, delivery_id: int) -> None:
 def delivery_send_batch_queue(delivery_id: int) -> None:
     """Queues a batch of a delivery that starts or resumes sending; `deliveries.apps` hands this to the services."""
     delivery_send_batch_task.delay(delivery_id)
+
+
+@shared_task(
+    name="deliveries.analyze",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Each chunk of the delivery log renews the analysis's lease; this bounds a run as a whole.
+    soft_time_limit=3600,
+    time_limit=3660,
+)
+def delivery_analyze_task(delivery_id: int, actor_id: int | None = None) -> None:
+    """The target analysis of a delivery made `analyzing` by `services.delivery_analysis_request`.
+
+    Safe to run twice: a run takes the analysis over and starts it again (see
+    `deliveries.services.analysis`); a delivery no longer analyzing is left alone.
+    """
+    try:
+        services.delivery_analysis_run(delivery_id=delivery_id, actor_id=actor_id)
+    except ServiceError:
+        pass  # A refused analysis is an outcome, stored on the delivery (back to draft, with why).
+
+
+def delivery_analysis_queue(delivery_id: int, actor_id: int | None) -> None:
+    """Queues the analysis of a delivery; `deliveries.apps` hands this to the services."""
+    delivery_analyze_task.delay(delivery_id, actor_id)
+
+
+@shared_task(name="deliveries.recover_analyses", soft_time_limit=120, time_limit=150)
+def deliveries_analysis_recover_task() -> int:
+    """Every minute (Celery beat): deliveries whose analysis died go back to draft."""
+    return services.deliveries_analysis_recover()

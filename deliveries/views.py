@@ -19,7 +19,7 @@ from deliveries.models import Delivery, DeliveryStatus
 from profiles.models import Profile
 
 DELIVERY_ACTIONS = {
-    "analyze": services.delivery_analyze,
+    "analyze": services.delivery_analysis_request,
     "send": services.delivery_send,
     "pause": services.delivery_pause,
     "resume": services.delivery_resume,
@@ -30,6 +30,7 @@ ACTION_PARTICIPLES = {"analyze": "analyzed", "send": "sent", "pause": "paused", 
 # Which buttons a delivery page offers in each status; the services enforce the transitions anyway.
 ACTIONS_BY_STATUS = {
     DeliveryStatus.DRAFT: ("analyze", "cancel"),
+    DeliveryStatus.ANALYZING: ("cancel",),
     DeliveryStatus.READY: ("analyze", "send", "cancel"),
     DeliveryStatus.SENDING: ("pause", "cancel"),
     DeliveryStatus.PAUSED: ("resume", "cancel"),
@@ -226,7 +227,8 @@ def _confirmation(delivery: Delivery, action: str) -> tuple[str, str]:
         audience = selectors.delivery_audience_count(delivery=delivery)
         return (
             f"Analyze for {audience:,} recipient{'s' if audience != 1 else ''}?",
-            "Beacon runs the checks before sending, finds the links and builds the delivery log. Nothing is sent.",
+            "Beacon runs the checks before sending, finds the links and builds the delivery log in the "
+            "background; the delivery's page shows how far it is. Nothing is sent.",
         )
     if action == "send":
         return (
@@ -239,6 +241,8 @@ def _confirmation(delivery: Delivery, action: str) -> tuple[str, str]:
         return f"Resume: {not_sent:,} messages not yet sent will be sent.", "Sending starts again where it stopped."
     if delivery.status == DeliveryStatus.DRAFT:
         return "Cancel: this delivery will never be sent.", "This cannot be undone."
+    if delivery.status == DeliveryStatus.ANALYZING:
+        return "Cancel: the analysis stops and this delivery will never be sent.", "This cannot be undone."
     return f"Cancel: {not_sent:,} messages not yet sent will not be sent.", "This cannot be undone."
 
 
@@ -267,6 +271,6 @@ def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> Http
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"Delivery: {action} done.")
+        messages.success(request, "Analysis started." if action == "analyze" else f"Delivery: {action} done.")
     # Back to the delivery's page (the reporting app draws it), by its route name: no import of reporting.
     return redirect("reporting:delivery-summary", delivery_id=delivery_id)

@@ -43,6 +43,8 @@ def deliveries_list(*, search: str = "", status: str = "", sort: str = "newest")
 
 
 def delivery_progress(*, delivery: Delivery) -> dict:
+    """How far the delivery's sending is, or its analysis while it is analyzing (`percent` either way)."""
+    analyzing = delivery.status == DeliveryStatus.ANALYZING
     return {
         "id": delivery.pk,
         "status": delivery.status,
@@ -51,7 +53,8 @@ def delivery_progress(*, delivery: Delivery) -> dict:
         "processed": delivery.processed,
         "success": delivery.success,
         "errors": delivery.errors,
-        "percent": percent(delivery.processed, delivery.to_deliver) or 0,
+        "analysis_progress": delivery.analysis_progress,
+        "percent": delivery.analysis_progress if analyzing else percent(delivery.processed, delivery.to_deliver) or 0,
     }
 
 

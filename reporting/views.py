@@ -22,6 +22,7 @@ from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.services import deliveries_analysis_recover
 from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.views import ACTIONS_BY_STATUS
 from reporting import charts, health, reports, selectors
@@ -95,7 +96,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     ]
     return render(request, "reporting/dashboard.html", {
         "deliveries": deliveries,
-        "live_statuses": [DeliveryStatus.SENDING],
+        "live_statuses": [DeliveryStatus.ANALYZING, DeliveryStatus.SENDING],
         "search": search,
         "status": status,
         "statuses": DeliveryStatus.choices,
@@ -106,6 +107,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @action_required(READ_REPORTS)
 def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
+    # The page polls this while the delivery analyzes: an analysis that died shows as such (back to draft)
+    # even where no Celery beat runs the recovery.
+    deliveries_analysis_recover(delivery_id=delivery_id)
     return JsonResponse(selectors.delivery_progress(delivery=selectors.delivery_get(delivery_id=delivery_id)))
 
 

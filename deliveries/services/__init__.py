@@ -1,7 +1,7 @@
 """Writes on deliveries, one module per job:
 
 - `lifecycle`: the status machine (`ALLOWED_TRANSITIONS`), edition, and send / pause / resume / cancel;
-- `analysis`: target analysis (links found, delivery log built);
+- `analysis`: target analysis (links found, delivery log built), in the background with its progress;
 - `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
 - `mime`: a rendered message as the email handed to the backend;
 - `sending`: the batch pipeline, at most once per recipient;
@@ -14,13 +14,16 @@
 Callers use the names below (`from deliveries import services`); the underscored helpers the modules
 share stay inside the package.
 """
-from deliveries.services.analysis import delivery_analyze
+from deliveries.services.analysis import delivery_analysis_request, delivery_analysis_run, delivery_analyze
 from deliveries.services.backdating import delivery_backdate
 from deliveries.services.checks import Check, checks_errors, delivery_checks
 from deliveries.services.counters import delivery_counters_recount
 from deliveries.services.lifecycle import (
+    ANALYSIS_LEASE,
     EDITABLE_STATUSES,
     MAX_CONTENT_CHARACTERS,
+    analysis_queuer_register,
+    deliveries_analysis_recover,
     delivery_cancel,
     delivery_create,
     delivery_delete,
@@ -38,6 +41,7 @@ from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnava
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
 
 __all__ = [
+    "ANALYSIS_LEASE",
     "CLAIM_LEASE",
     "CONTENT_LINK_MODES",
     "EDITABLE_STATUSES",
@@ -45,6 +49,10 @@ __all__ = [
     "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
+    "analysis_queuer_register",
+    "deliveries_analysis_recover",
+    "delivery_analysis_request",
+    "delivery_analysis_run",
     "delivery_analyze",
     "delivery_backdate",
     "checks_errors",

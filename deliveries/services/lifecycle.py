@@ -3,10 +3,15 @@
 Status machine (`ALLOWED_TRANSITIONS`): draft → analyzing → ready → sending ⇄ paused → finished |
 failed | cancelled. Every change happens under `select_for_update()` in `transaction.atomic()`, writes a
 `DeliveryAuditEntry`, and queues follow-up tasks with `transaction.on_commit`.
+
+An analysis runs in the background and renews a lease as it goes (`Delivery.analysis_heartbeat_at`); a
+delivery left `analyzing` past `ANALYSIS_LEASE` lost its worker, and goes back to draft with a message
+(`deliveries_analysis_recover`): before any action on it, on its pages, and every minute in Celery beat.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -14,6 +19,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from beacon.exceptions import NotFound, TransitionNotAllowed
@@ -27,7 +33,7 @@ Actor = AbstractBaseUser | AnonymousUser | None
 S = DeliveryStatus
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.DRAFT: {S.ANALYZING, S.CANCELLED},
-    S.ANALYZING: {S.READY, S.DRAFT, S.FAILED},
+    S.ANALYZING: {S.READY, S.DRAFT, S.FAILED, S.CANCELLED},
     S.READY: {S.ANALYZING, S.DRAFT, S.SENDING, S.CANCELLED},
     S.SENDING: {S.PAUSED, S.FINISHED, S.FAILED, S.CANCELLED},
     S.PAUSED: {S.SENDING, S.CANCELLED},
@@ -38,6 +44,14 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
 EDITABLE_STATUSES = {S.DRAFT, S.READY}
 # Five times what Gmail shows before clipping: more is a mistake (a pasted file), not an email.
 MAX_CONTENT_CHARACTERS = 500_000
+# An analysis renews its lease at least this often (at each chunk of the delivery log it writes, see
+# deliveries.services.analysis); one silent for longer died with its worker.
+ANALYSIS_LEASE = timedelta(minutes=10)
+ANALYSIS_LOST_MESSAGE = (
+    "The analysis stopped before it finished (its worker was stopped or lost). Nothing was sent: analyze again."
+)
+# Deliveries recovered per run of the periodic recovery: a bounded batch.
+RECOVERY_BATCH = 100
 
 
 class AuditAction:
@@ -73,9 +87,10 @@ def _transition(delivery: Delivery, to_status: str, *, action: str) -> None:
     delivery.status = to_status
 
 
-# How a sending delivery's batches get queued: the Celery task, handed in by `deliveries.apps` at
-# start-up. Handed in, not imported, because the task module imports these services.
+# How a sending delivery's batches and an analysis get queued: the Celery tasks, handed in by
+# `deliveries.apps` at start-up. Handed in, not imported, because the task module imports these services.
 _send_batch_queuer: Callable[[int], None] | None = None
+_analysis_queuer: Callable[[int, int | None], None] | None = None
 
 
 def send_batch_queuer_register(queuer: Callable[[int], None]) -> None:
@@ -83,11 +98,56 @@ def send_batch_queuer_register(queuer: Callable[[int], None]) -> None:
     _send_batch_queuer = queuer
 
 
+def analysis_queuer_register(queuer: Callable[[int, int | None], None]) -> None:
+    global _analysis_queuer
+    _analysis_queuer = queuer
+
+
 def _queue_send_batch(delivery_id: int) -> None:
     queuer = _send_batch_queuer
     if queuer is None:
         raise RuntimeError("No send batch queuer: deliveries.apps registers one when Django starts.")
     transaction.on_commit(lambda: queuer(delivery_id))
+
+
+def _queue_analysis(delivery_id: int, actor: Actor) -> None:
+    queuer = _analysis_queuer
+    if queuer is None:
+        raise RuntimeError("No analysis queuer: deliveries.apps registers one when Django starts.")
+    actor_id = actor.pk if getattr(actor, "pk", None) else None
+    transaction.on_commit(lambda: queuer(delivery_id, actor_id))
+
+
+# --- Analyses that died -----------------------------------------------------------------------------
+
+
+def _analysis_is_lost(delivery: Delivery, now) -> bool:
+    heartbeat = delivery.analysis_heartbeat_at
+    return delivery.status == DeliveryStatus.ANALYZING and (heartbeat is None or heartbeat < now - ANALYSIS_LEASE)
+
+
+def deliveries_analysis_recover(*, delivery_id: int | None = None) -> int:
+    """Puts back to draft, with `ANALYSIS_LOST_MESSAGE` and an audit entry, each delivery (or the one given)
+    whose analysis showed no sign of life for `ANALYSIS_LEASE`; returns how many. Cheap when none is."""
+    now = timezone.now()
+    lost = Delivery.objects.filter(status=DeliveryStatus.ANALYZING).filter(
+        Q(analysis_heartbeat_at__isnull=True) | Q(analysis_heartbeat_at__lt=now - ANALYSIS_LEASE)
+    )
+    if delivery_id is not None:
+        lost = lost.filter(pk=delivery_id)
+    recovered = 0
+    for pk in lost.order_by("pk").values_list("pk", flat=True)[:RECOVERY_BATCH]:
+        with transaction.atomic():
+            delivery = Delivery.objects.select_for_update().filter(pk=pk).first()
+            if delivery is None or not _analysis_is_lost(delivery, now):
+                continue
+            _transition(delivery, DeliveryStatus.DRAFT, action="recover")
+            delivery.analysis_error = ANALYSIS_LOST_MESSAGE
+            delivery.analysis_attempt = ""
+            delivery.save(update_fields=["status", "analysis_error", "analysis_attempt", "updated_at"])
+            _audit(delivery, AuditAction.ANALYZED, None, error=ANALYSIS_LOST_MESSAGE)
+            recovered += 1
+    return recovered
 
 
 # --- Creation and edition -------------------------------------------------------------------------
@@ -132,6 +192,9 @@ def delivery_save(*, delivery: Delivery, actor: Actor = None, changed: list[str]
     """Saves a delivery edited as a whole (the admin form): a new one is created, an existing one must
     still be editable and goes back to draft."""
     _validate(delivery)
+    if delivery.pk is not None:
+        # Before the action's transaction, so the recovery holds even if the action is refused.
+        deliveries_analysis_recover(delivery_id=delivery.pk)
     with transaction.atomic():
         if delivery.pk is None:
             delivery.created_by = actor if getattr(actor, "pk", None) else None
@@ -160,6 +223,7 @@ def delivery_create(*, actor: Actor = None, lists: list[List] | None = None, **f
 
 def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
     """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again)."""
+    deliveries_analysis_recover(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status not in EDITABLE_STATUSES:
@@ -179,6 +243,7 @@ def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] 
 
 
 def delivery_delete(*, delivery_id: int, actor: Actor = None) -> None:
+    deliveries_analysis_recover(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status not in EDITABLE_STATUSES:
@@ -191,6 +256,7 @@ def delivery_delete(*, delivery_id: int, actor: Actor = None) -> None:
 
 def delivery_send(*, delivery_id: int, actor: Actor = None) -> Delivery:
     """Starts sending an analyzed delivery; the batches run in Celery."""
+    deliveries_analysis_recover(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status == DeliveryStatus.DRAFT:
@@ -225,6 +291,7 @@ def delivery_resume(*, delivery_id: int, actor: Actor = None) -> Delivery:
 
 
 def delivery_cancel(*, delivery_id: int, actor: Actor = None) -> Delivery:
+    deliveries_analysis_recover(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = _locked(delivery_id)
         _transition(delivery, DeliveryStatus.CANCELLED, action="cancel")

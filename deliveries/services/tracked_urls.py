@@ -26,11 +26,12 @@ def tracked_url_update(
         if status not in EDITABLE_STATUSES:
             raise TransitionNotAllowed("The tracking of a link cannot change once sending has started.")
         tracked_url.mode = mode
-    if label is not None:
+    if label is not None and (label.strip() or tracked_url.url[:300]) != tracked_url.label:
         tracked_url.label = label.strip() or tracked_url.url[:300]
+        tracked_url.label_edited = True
     if category is not None:
         tracked_url.category = category.strip()
-    tracked_url.save(update_fields=["label", "category", "mode"])
+    tracked_url.save(update_fields=["label", "label_edited", "category", "mode"])
     return tracked_url
 
 

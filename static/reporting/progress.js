@@ -1,12 +1,15 @@
-// Live progress of deliveries being sent: polls each one's progress and updates its bar and counters.
+// Live progress of deliveries being analyzed or sent: polls each one's progress and updates its bar and
+// counters; when an analysis ends (ready, or back to draft with why) the page is loaded again, since
+// what it offers changes.
 (function () {
   "use strict";
   var POLL_MS = 3000;
+  var LIVE_STATUSES = ["analyzing", "sending"];
 
   function update(bar, data) {
     var scope = bar.closest("[data-delivery]") || document;
     bar.querySelector(".progress-bar").value = Math.round(data.percent);
-    ["processed", "to_deliver", "success", "errors"].forEach(function (name) {
+    ["processed", "to_deliver", "success", "errors", "analysis_progress"].forEach(function (name) {
       scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = data[name]; });
     });
     scope.querySelectorAll('[data-field="status"]').forEach(function (el) {
@@ -20,8 +23,12 @@
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
         if (!data) { return; }
+        if (bar.dataset.status === "analyzing" && data.status !== "analyzing") {
+          window.location.reload();
+          return;
+        }
         update(bar, data);
-        if (data.status === "sending") { setTimeout(function () { poll(bar); }, POLL_MS); }
+        if (LIVE_STATUSES.indexOf(data.status) >= 0) { setTimeout(function () { poll(bar); }, POLL_MS); }
       })
       .catch(function () { setTimeout(function () { poll(bar); }, POLL_MS * 3); });
   }

@@ -125,7 +125,7 @@ ACTIONS = [
     ("profiles/list", "delete_selected", ListFactory,
      lambda obj: not List.objects.filter(pk=obj.pk).exists(), MARKETER),
     ("deliveries/delivery", "analyze", lambda: DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])]),
-     lambda d: _delivery_status(d) == DeliveryStatus.READY, MARKETER),
+     lambda d: _delivery_status(d) in (DeliveryStatus.ANALYZING, DeliveryStatus.READY), MARKETER),
     ("deliveries/delivery", "send", _ready_delivery,
      lambda d: _delivery_status(d) != DeliveryStatus.READY, MARKETER),
     ("deliveries/delivery", "pause", lambda: DeliveryFactory(status=DeliveryStatus.SENDING),

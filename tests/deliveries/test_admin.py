@@ -24,7 +24,9 @@ def run_action(admin_client, action, deliveries):
 def test_analyze_then_send_through_admin_actions(admin_client, django_capture_on_commit_callbacks):
     delivery = DeliveryFactory(lists=[ListFactory(members=ProfileFactory.create_batch(2))])
 
-    run_action(admin_client, "analyze", [delivery])
+    with django_capture_on_commit_callbacks(execute=True):
+        analyzing = run_action(admin_client, "analyze", [delivery])
+    assert "1 delivery being analyzed" in analyzing.content.decode()
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.READY
     with django_capture_on_commit_callbacks(execute=True):
@@ -79,9 +81,10 @@ def test_add_form_creates_with_audit_and_refuses_bad_template(admin_client):
     assert DeliveryAuditEntry.objects.get(delivery=delivery).action == "created"
 
 
-def test_change_page_lists_links_and_log_and_pages_render(admin_client):
+def test_change_page_lists_links_and_log_and_pages_render(admin_client, django_capture_on_commit_callbacks):
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
-    run_action(admin_client, "analyze", [delivery])
+    with django_capture_on_commit_callbacks(execute=True):
+        run_action(admin_client, "analyze", [delivery])
     link = TrackedUrl.objects.filter(delivery=delivery).first()
     MessageFactory()
 

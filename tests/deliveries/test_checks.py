@@ -138,15 +138,16 @@ def test_warnings_do_not_block_and_are_stored():
     assert [check["code"] for check in delivery.checks] == [rules.UNKNOWN_VARIABLE]
 
 
-def test_the_api_analysis_answers_400_with_the_checks_in_fields(api_client):
+def test_the_api_analysis_fails_its_checks_back_to_draft_with_them(api_client, django_capture_on_commit_callbacks):
     delivery = delivery_with(html=f"<p>{TEXT}</p>")
 
-    response = api_client.post(f"/api/deliveries/{delivery.pk}/analyze/")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(f"/api/deliveries/{delivery.pk}/analyze/")
 
-    assert response.status_code == 400
-    body = response.json()
-    assert body["code"] == "checks_failed" and "opt-out link" in body["fields"]["html"][0]
-    assert api_client.get(f"/api/deliveries/{delivery.pk}/").json()["checks"][0]["code"] == rules.NO_UNSUBSCRIBE_LINK
+    assert response.status_code == 202
+    body = api_client.get(f"/api/deliveries/{delivery.pk}/").json()
+    assert body["status"] == "draft" and "opt-out link" in body["analysis_error"]
+    assert body["checks"][0]["code"] == rules.NO_UNSUBSCRIBE_LINK
 
 
 def test_the_api_runs_the_checks_without_analyzing():

@@ -350,13 +350,16 @@ def test_a_bad_proof_address_is_a_form_error(marketer, delivery, emails):
 # --- Actions, confirmed -----------------------------------------------------------------------------
 
 
-def test_the_analyze_confirmation_counts_the_audience_and_acts_only_on_post(marketer, delivery):
+def test_the_analyze_confirmation_counts_the_audience_and_acts_only_on_post(
+    marketer, delivery, django_capture_on_commit_callbacks
+):
     html = marketer.get(f"/deliveries/{delivery.pk}/actions/analyze/").content.decode()
     assert "Analyze for 3 recipients?" in html
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DRAFT
 
-    marketer.post(f"/deliveries/{delivery.pk}/actions/analyze/")
+    with django_capture_on_commit_callbacks(execute=True):
+        marketer.post(f"/deliveries/{delivery.pk}/actions/analyze/")
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.READY
 

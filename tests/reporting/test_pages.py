@@ -142,11 +142,12 @@ def test_hot_clicks_badges_follow_the_links_found_at_analysis(browser):
     assert 'not tracked</a> ' in html
 
 
-def test_delivery_action_buttons_call_the_delivery_services(browser, user):
+def test_delivery_action_buttons_call_the_delivery_services(browser, user, django_capture_on_commit_callbacks):
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
     html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()
     assert f'href="/deliveries/{delivery.pk}/actions/analyze/"' in html and "/actions/send/" not in html
-    browser.post(f"/deliveries/{delivery.pk}/actions/analyze/")
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(f"/deliveries/{delivery.pk}/actions/analyze/")
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.READY
     html = browser.get(f"/deliveries/{delivery.pk}/").content.decode()

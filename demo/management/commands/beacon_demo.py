@@ -15,6 +15,7 @@ from django.core.mail import get_connection
 from django.core.management.base import BaseCommand
 from django.test.utils import override_settings
 
+from beacon.in_process_tasks import in_process_tasks_wait
 from deliveries import services
 from deliveries.models import Delivery
 from demo.activity import demo_tracking_activity
@@ -109,7 +110,9 @@ class Command(BaseCommand):
         services.delivery_analyze(delivery_id=delivery.pk, actor=admin)
         with override_settings(EMAIL_BACKEND=LOCMEM_BACKEND):
             services.delivery_send(delivery_id=delivery.pk, actor=admin)
-            # Without a worker (tasks not eager), finish the demo send here.
+            # Without a broker the send runs in this process's background threads: let it finish while the
+            # in-memory backend is in place. With a broker and no worker yet, finish the demo send here.
+            in_process_tasks_wait()
             while services.delivery_send_batch(
                 delivery_id=delivery.pk, task_id="beacon-demo", connection=get_connection(LOCMEM_BACKEND)
             ):
