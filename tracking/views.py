@@ -32,6 +32,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.decorators import action_required
 from accounts.roles import READ_PERSONAL_DATA
 from beacon.security import client_ip
+from deliveries.content import ContentError
 from deliveries.models import Message, TrackingMode
 from deliveries.services import message_render
 from deliveries.tokens import Purpose, read_token
@@ -294,7 +295,12 @@ def mirror(request: HttpRequest, token: str) -> HttpResponse:
     message_row = Message.objects.select_related("profile").filter(pk=message.id).first()
     if message_row is None:
         return not_found(request)
-    rendered = message_render(message=message_row)
+    try:
+        rendered = message_render(message=message_row)
+    except ContentError:
+        # The message no longer renders within the limits (its profile changed since it was sent).
+        logger.warning("Mirror page of message %s cannot be rendered", message_row.pk)
+        return not_found(request)
     user_agent = request.META.get("HTTP_USER_AGENT", "")
 
     def page() -> HttpResponse:

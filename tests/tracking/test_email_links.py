@@ -51,6 +51,15 @@ def test_mirror_page_is_the_received_message_under_a_sandbox_csp(client, sent_em
     assert event.tracked_url_id == TrackedUrl.objects.get(delivery=sent_email["delivery"], mode=TrackingMode.MIRROR).id
 
 
+def test_mirror_page_of_a_message_past_the_render_limit_is_a_404_not_a_500(client, sent_email, settings):
+    # The limit was lowered since sending: the message no longer renders within it.
+    settings.BEACON_MAX_RENDERED_CHARACTERS = 10
+    [mirror] = sent_email["links"]["m"]
+    response = client.get(mirror, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 404
+    assert not TrackingEvent.objects.exists()
+
+
 def test_unsubscribe_get_changes_nothing_and_post_opts_out_once(sent_email):
     [unsubscribe] = sent_email["links"]["u"]
     client = Client(enforce_csrf_checks=True)
