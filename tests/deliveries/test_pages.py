@@ -310,7 +310,7 @@ def test_a_template_error_is_shown_not_raised(marketer, delivery):
 
 def test_a_viewer_cannot_preview_and_a_marketer_sees_the_proof_form(delivery):
     assert as_user(VIEWER).get(f"/deliveries/{delivery.pk}/preview/frame/").status_code == 403
-    assert b"Send proof" in as_user(MARKETER).get(f"/deliveries/{delivery.pk}/preview/").content
+    assert b'<button type="submit" class="primary">Send proof</button>' in as_user(MARKETER).get(f"/deliveries/{delivery.pk}/preview/").content
 
 
 def test_a_proof_is_sent_to_each_address(marketer, delivery):
