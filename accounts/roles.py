@@ -83,6 +83,9 @@ ROLE_MODEL_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "profile": ("add", "change", "view"),
         "list": ALL,
         "listmembership": ALL,
+        # CSV imports are records of what happened: read only, for everyone (the admin allows no change).
+        "listimport": VIEW,
+        "listimportrejection": VIEW,
         "delivery": ALL,
         "deliveryauditentry": VIEW,
         "trackedurl": ("change", "view"),
