@@ -16,7 +16,6 @@ from deliveries import selectors, services
 from deliveries.content import MIRROR_VARIABLE, PROFILE_FIELDS, UNSUBSCRIBE_VARIABLE, ContentError
 from deliveries.forms import MAX_ID, DeliveryForm, ProofForm, TrackedUrlFormSet, add_service_errors
 from deliveries.models import Delivery, DeliveryStatus
-from profiles.models import Profile
 
 DELIVERY_ACTIONS = {
     "analyze": services.delivery_analyze,
@@ -144,15 +143,10 @@ def _requested_profile_id(request: HttpRequest) -> int | None:
     return int(wanted) if wanted.isascii() and wanted.isdigit() and 0 < int(wanted) <= MAX_ID else None
 
 
-def _chosen_profile(delivery: Delivery, profile_id: int | None) -> Profile | None:
-    """That profile if it exists, else the delivery's first recipient (None when there is neither)."""
-    return selectors.delivery_preview_profile(delivery=delivery, profile_id=profile_id)
-
-
 def _preview_page(
     request: HttpRequest, delivery: Delivery, profile_id: int | None, proof_form: ProofForm | None = None
 ) -> HttpResponse:
-    profile = _chosen_profile(delivery, profile_id)
+    profile = selectors.delivery_preview_profile(delivery=delivery, profile_id=profile_id)
     try:
         rendered, content_error = services.delivery_preview_render(delivery=delivery, profile=profile), ""
     except ContentError as error:
@@ -185,7 +179,7 @@ def delivery_preview_frame(request: HttpRequest, delivery_id: int) -> HttpRespon
     """The HTML part as the chosen profile gets it, for the preview page's sandboxed frame only."""
     delivery = _delivery(delivery_id)
     try:
-        profile = _chosen_profile(delivery, _requested_profile_id(request))
+        profile = selectors.delivery_preview_profile(delivery=delivery, profile_id=_requested_profile_id(request))
         html = services.delivery_preview_render(delivery=delivery, profile=profile).html
     except ContentError:
         html = ""
