@@ -83,7 +83,7 @@ ROLE_MODEL_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "profile": ("add", "change", "view"),
         "list": ALL,
         "listmembership": ALL,
-        # CSV imports are records of what happened: read only, for everyone (the admin allows no change).
+        # CSV imports and their rejected rows (recipients' data): records, read here and changed by nobody.
         "listimport": VIEW,
         "listimportrejection": VIEW,
         "delivery": ALL,
