@@ -194,11 +194,12 @@ def delivery_preview_frame(request: HttpRequest, delivery_id: int) -> HttpRespon
 @action_required(MANAGE)
 @require_POST
 def delivery_proof(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    """Sends a proof personalized as the profile the page previewed as (the form's hidden `profile`)."""
+    """Sends a proof personalized as the profile the page previewed as: the form's hidden `profile`, else
+    the `?profile=` of the form's address (as a page served before the hidden field posts it)."""
     delivery = _delivery(delivery_id)
     form = ProofForm(request.POST)
     if form.is_valid():
-        profile_id = form.cleaned_data["profile"]
+        profile_id = form.cleaned_data["profile"] or _requested_profile_id(request)
         try:
             sent = services.delivery_proof(
                 delivery_id=delivery.pk, emails=form.cleaned_data["emails"], profile_id=profile_id, actor=request.user,
@@ -211,7 +212,8 @@ def delivery_proof(request: HttpRequest, delivery_id: int) -> HttpResponse:
             messages.success(request, f"Proof sent to {sent} address{'es' if sent != 1 else ''}.")
             query = f"?profile={profile_id}" if profile_id else ""
             return redirect(reverse("deliveries:delivery-preview", args=[delivery.pk]) + query)
-    return _preview_page(request, delivery, form.cleaned_data.get("profile"), proof_form=form)
+    shown_profile_id = form.cleaned_data.get("profile") or _requested_profile_id(request)
+    return _preview_page(request, delivery, shown_profile_id, proof_form=form)
 
 
 # --- Actions ----------------------------------------------------------------------------------------
