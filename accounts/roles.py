@@ -83,6 +83,9 @@ ROLE_MODEL_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "profile": ("add", "change", "view"),
         "list": ALL,
         "listmembership": ALL,
+        # CSV imports and their rejected rows (recipients' data): records, read here and changed by nobody.
+        "listimport": VIEW,
+        "listimportrejection": VIEW,
         "delivery": ALL,
         "deliveryauditentry": VIEW,
         "trackedurl": ("change", "view"),

@@ -174,7 +174,8 @@ BEACON_CSP = (
 )
 
 # --- Login rate limiting (django-axes): every password check goes through `authenticate()` (the admin,
-# /login/; the API takes no password, only sessions and 40-hex-digit tokens, which cannot be guessed).
+# /login/; the API takes no password, only sessions and 40-hex-digit tokens, whose failures
+# accounts/authentication.py counts per address with the same limit and lock-out length).
 # Counted per username and address together, so one attacker cannot lock a user out from everywhere.
 # A successful login clears the count.
 AXES_FAILURE_LIMIT = int(os.environ.get("BEACON_LOGIN_FAILURE_LIMIT", "5"))
@@ -246,7 +247,8 @@ BEACON_REPORTS_MAX_AGE_SECONDS = int(_reports_max_age) if _reports_max_age else 
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Failed token authentications counted per address, as axes counts failed sign-ins.
+        "accounts.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
@@ -268,7 +270,8 @@ SPECTACULAR_SETTINGS = {
         "**Authentication.** Get a token in Beacon's pages under *Settings → API token* (shown once; "
         "creating a new one revokes the old), then send it as `Authorization: Token <key>`. "
         "A browser signed in to Beacon is authenticated by its session. "
-        "Your role (`GET /api/me/`) decides what you may call: 403 otherwise."
+        "Your role (`GET /api/me/`) decides what you may call: 403 otherwise. Too many failed tokens from "
+        "one address are answered 429 for a while, with `Retry-After`."
     ),
     "VERSION": "1.0.0",
     "SWAGGER_UI_DIST": "SIDECAR",

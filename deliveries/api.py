@@ -44,6 +44,8 @@ class DeliveryInputSerializer(serializers.Serializer):
 
 class ProofInputSerializer(serializers.Serializer):
     emails = serializers.ListField(child=serializers.CharField(max_length=254), allow_empty=False, max_length=100)
+    # Personalized as this profile (it must exist); without it, as the delivery's first recipient.
+    profile = serializers.IntegerField(required=False, min_value=1, max_value=services.MAX_ID)
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
@@ -198,11 +200,13 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     @extend_schema(request=ProofInputSerializer, responses={200: dict})
     @action(detail=True, methods=["post"])
     def proof(self, request, pk=None):
-        """`{emails: [...]}`: sends a proof to each address (not counted, no delivery log rows)."""
+        """`{emails: [...], profile: id}`: sends a proof to each address (not counted, no delivery log rows),
+        personalized as that profile, or without `profile` as the delivery's first recipient."""
         data = ProofInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         sent = services.delivery_proof(
-            delivery_id=self._delivery(pk).pk, emails=data.validated_data["emails"], actor=request.user
+            delivery_id=self._delivery(pk).pk, emails=data.validated_data["emails"],
+            profile_id=data.validated_data.get("profile"), actor=request.user,
         )
         return Response({"sent": sent})
 

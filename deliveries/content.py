@@ -117,19 +117,20 @@ def _without_template_code(text: str) -> str:
     return " ".join(_TEMPLATE_TAG_RE.sub(" ", text).split())
 
 
+def link_label(shown: str, url: str) -> str:
+    """The name a link is counted under, the same for every recipient: what it shows (`shown`) with the
+    template code left out (what a recipient sees there differs from one to the next), else its URL with
+    each placeholder shown as `…`. Also what migration 0004 names the links of older analyses."""
+    return (_without_template_code(shown) or _TEMPLATE_TAG_RE.sub("…", url))[:MAX_LABEL_LENGTH]
+
+
 def _link_label(tag, url: str) -> str:
-    """The name the link is counted under, the same for every recipient: its text, title or image
-    text with the template code left out (what a recipient sees there differs from one to the next),
-    else its URL with each placeholder shown as `…`."""
-    label = _without_template_code(tag.get_text(" ", strip=True))
-    if not label:
-        label = _without_template_code(tag.get("title") or "")
-    if not label:
-        image = tag.find("img", alt=True)
-        label = _without_template_code(image.get("alt") or "") if image else ""
-    if not label:
-        label = _without_template_code(tag.get("alt") or "")
-    return (label or _TEMPLATE_TAG_RE.sub("…", url))[:MAX_LABEL_LENGTH]
+    """The link's label from its text, title or image text, the first with more than template code."""
+    image = tag.find("img", alt=True)
+    for shown in (tag.get_text(" ", strip=True), tag.get("title"), image.get("alt") if image else None, tag.get("alt")):
+        if _without_template_code(shown or ""):
+            return link_label(shown, url)
+    return link_label("", url)
 
 
 def _open_tag_end(source: str, start: int) -> int:
@@ -236,7 +237,7 @@ def parse_content(*, html: str, text: str, track_opens: bool, honeypot: bool = F
             links.append(
                 FoundLink(
                     url=url,
-                    label=_TEMPLATE_TAG_RE.sub("…", url)[:MAX_LABEL_LENGTH],
+                    label=link_label("", url),
                     position=None,
                     in_html=False,
                     in_text=True,

@@ -4,7 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from deliveries.models import Delivery, TrackingMode
-from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS
+from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS, MAX_ID
 from profiles.models import List
 
 DELIVERY_FIELDS = ["label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens", "track_clicks", "mirror_page"]
@@ -17,9 +17,6 @@ def add_service_errors(form: forms.BaseForm, error: ValidationError) -> None:
         field = field if field in form.fields else None
         if field is None or field not in form.errors:
             form.add_error(field, messages)
-
-
-MAX_ID = 2**63 - 1
 
 
 class ListsField(forms.ModelMultipleChoiceField):
@@ -87,6 +84,8 @@ class ProofForm(forms.Form):
         help_text="One or more addresses, separated by commas or new lines.",
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+    # The profile the page previews as, so that the proof is what the marketer saw; none: the first recipient.
+    profile = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID, widget=forms.HiddenInput)
 
     def clean_emails(self) -> list[str]:
         return [address for address in self.cleaned_data["emails"].replace(",", "\n").split() if address]

@@ -16,7 +16,6 @@ from deliveries import selectors, services
 from deliveries.content import MIRROR_VARIABLE, PROFILE_FIELDS, UNSUBSCRIBE_VARIABLE, ContentError
 from deliveries.forms import MAX_ID, DeliveryForm, ProofForm, TrackedUrlFormSet, add_service_errors
 from deliveries.models import Delivery, DeliveryStatus
-from profiles.models import Profile
 
 DELIVERY_ACTIONS = {
     "analyze": services.delivery_analysis_request,
@@ -139,15 +138,16 @@ def delivery_links(request: HttpRequest, delivery_id: int) -> HttpResponse:
 # --- Preview and proofs -----------------------------------------------------------------------------
 
 
-def _chosen_profile(request: HttpRequest, delivery: Delivery) -> Profile | None:
-    """The profile of `?profile=` (ignored unless a plain positive id), else the delivery's first recipient."""
+def _requested_profile_id(request: HttpRequest) -> int | None:
+    """The id of `?profile=`, or None unless it is a plain positive id."""
     wanted = request.GET.get("profile", "").strip()
-    profile_id = int(wanted) if wanted.isascii() and wanted.isdigit() and 0 < int(wanted) <= MAX_ID else None
-    return selectors.delivery_preview_profile(delivery=delivery, profile_id=profile_id)
+    return int(wanted) if wanted.isascii() and wanted.isdigit() and 0 < int(wanted) <= MAX_ID else None
 
 
-def _preview_page(request: HttpRequest, delivery: Delivery, proof_form: ProofForm | None = None) -> HttpResponse:
-    profile = _chosen_profile(request, delivery)
+def _preview_page(
+    request: HttpRequest, delivery: Delivery, profile_id: int | None, proof_form: ProofForm | None = None
+) -> HttpResponse:
+    profile = selectors.delivery_preview_profile(delivery=delivery, profile_id=profile_id)
     try:
         rendered, content_error = services.delivery_preview_render(delivery=delivery, profile=profile), ""
     except ContentError as error:
@@ -169,7 +169,7 @@ def _preview_page(request: HttpRequest, delivery: Delivery, proof_form: ProofFor
 @action_required(READ_PERSONAL_DATA)
 @require_http_methods(["GET", "HEAD"])
 def delivery_preview(request: HttpRequest, delivery_id: int) -> HttpResponse:
-    return _preview_page(request, _delivery(delivery_id))
+    return _preview_page(request, _delivery(delivery_id), _requested_profile_id(request))
 
 
 @action_required(READ_PERSONAL_DATA)
@@ -179,7 +179,8 @@ def delivery_preview_frame(request: HttpRequest, delivery_id: int) -> HttpRespon
     """The HTML part as the chosen profile gets it, for the preview page's sandboxed frame only."""
     delivery = _delivery(delivery_id)
     try:
-        html = services.delivery_preview_render(delivery=delivery, profile=_chosen_profile(request, delivery)).html
+        profile = selectors.delivery_preview_profile(delivery=delivery, profile_id=_requested_profile_id(request))
+        html = services.delivery_preview_render(delivery=delivery, profile=profile).html
     except ContentError:
         html = ""
     response = HttpResponse(html or "<p>This delivery has no HTML content.</p>", content_type="text/html; charset=utf-8")
@@ -193,14 +194,15 @@ def delivery_preview_frame(request: HttpRequest, delivery_id: int) -> HttpRespon
 @action_required(MANAGE)
 @require_POST
 def delivery_proof(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    """Sends a proof personalized as the profile the page previewed as: the form's hidden `profile`, else
+    the `?profile=` of the form's address (as a page served before the hidden field posts it)."""
     delivery = _delivery(delivery_id)
     form = ProofForm(request.POST)
     if form.is_valid():
+        profile_id = form.cleaned_data["profile"] or _requested_profile_id(request)
         try:
-            profile = _chosen_profile(request, delivery)
             sent = services.delivery_proof(
-                delivery_id=delivery.pk, emails=form.cleaned_data["emails"], actor=request.user,
-                profile_id=profile.pk if profile else None,
+                delivery_id=delivery.pk, emails=form.cleaned_data["emails"], profile_id=profile_id, actor=request.user,
             )
         except ValidationError as error:
             add_service_errors(form, error)
@@ -208,13 +210,10 @@ def delivery_proof(request: HttpRequest, delivery_id: int) -> HttpResponse:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"Proof sent to {sent} address{'es' if sent != 1 else ''}.")
-            return redirect(reverse("deliveries:delivery-preview", args=[delivery.pk]) + _profile_query(request))
-    return _preview_page(request, delivery, proof_form=form)
-
-
-def _profile_query(request: HttpRequest) -> str:
-    wanted = request.GET.get("profile", "")
-    return f"?profile={wanted}" if wanted.isascii() and wanted.isdigit() else ""
+            query = f"?profile={profile_id}" if profile_id else ""
+            return redirect(reverse("deliveries:delivery-preview", args=[delivery.pk]) + query)
+    shown_profile_id = form.cleaned_data.get("profile") or _requested_profile_id(request)
+    return _preview_page(request, delivery, shown_profile_id, proof_form=form)
 
 
 # --- Actions ----------------------------------------------------------------------------------------

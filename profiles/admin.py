@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.http import urlencode
 from django.utils.html import format_html
 
 from accounts.admin import RoleAdminMixin
@@ -11,7 +12,7 @@ from accounts.roles import MANAGE
 from beacon.exceptions import ServiceError
 from beacon.forms import StorableJSONField
 from profiles import services
-from profiles.models import List, ListMembership, Profile
+from profiles.models import List, ListImport, ListImportRejection, ListMembership, Profile
 
 
 class MembershipInline(admin.TabularInline):
@@ -96,3 +97,71 @@ class ListAdmin(admin.ModelAdmin):
                 return redirect(reverse("profiles:list-import-detail", args=[list_obj.pk, list_import.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "list_obj": list_obj, "opts": self.model._meta, "title": f"Import profiles into {list_obj}"}
         return render(request, "profiles/admin/list_import.html", context, status=status)
+
+
+class ReadOnlyAdminMixin:
+    """A record of what happened: read by whoever holds the view permission, changed by nobody."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ListImport)
+class ListImportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The CSV imports into lists, with their counters and a link to their rejected rows (which name
+    recipients: marketers and administrators only, as the model permissions say)."""
+
+    list_display = [
+        "id", "file_name", "list", "status", "total", "processed", "created", "updated", "added_to_list",
+        "rejected", "created_by", "created_at", "finished_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["file_name", "list__name"]
+    list_select_related = ["list", "created_by"]
+    list_per_page = 50
+    fields = [
+        "list", "file_name", "status", "progress_page", "error", "encoding", "delimiter", "header", "mapping",
+        "update_existing", "total", "processed", "created", "updated", "added_to_list", "rejected", "rejections_link",
+        "created_by", "created_at", "started_at", "finished_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        # The file itself can be megabytes: never loaded to list or show an import.
+        return super().get_queryset(request).defer("content")
+
+    @admin.display(description="Progress")
+    def progress_page(self, list_import: ListImport) -> str:
+        url = reverse("profiles:list-import-detail", args=[list_import.list_id, list_import.pk])
+        return format_html('<a href="{}">Progress and rejected rows on Beacon\'s import page</a>', url)
+
+    @admin.display(description="Rejected rows")
+    def rejections_link(self, list_import: ListImport) -> str:
+        if not list_import.rejected:
+            return "None"
+        url = reverse("admin:profiles_listimportrejection_changelist") + "?" + urlencode({"list_import__exact": list_import.pk})
+        return format_html('<a href="{}">{} rejected row{}</a>', url, list_import.rejected, "" if list_import.rejected == 1 else "s")
+
+
+@admin.register(ListImportRejection)
+class ListImportRejectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The rejected rows of the imports, a page at a time (an import can reject thousands); reached from an
+    import's page, filtered to it."""
+
+    list_display = ["line", "reason", "values", "list_import"]
+    list_select_related = ["list_import"]
+    search_fields = ["reason"]
+    list_per_page = 100
+    # No count of every rejection of every import on each page.
+    show_full_result_count = False
+    fields = ["list_import", "line", "reason", "values"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("list_import__content")

@@ -50,6 +50,15 @@ def api_client(user) -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def _no_failed_api_tokens_counted():
+    """Each test starts with no failed API token authentication counted for the test client's address: the
+    cache may be Redis, which outlives a test."""
+    from accounts.authentication import api_token_failures_clear
+
+    api_token_failures_clear(address="127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
 def _reports_consolidated_by_hand(settings):
     """Tests consolidate when they mean to: reading a report does not (tests/reporting/test_freshness.py
     turns it on)."""

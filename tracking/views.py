@@ -426,14 +426,30 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _web_visitor_language(request: HttpRequest) -> str | None:
+    """The language of the profile whose tracked click this browser came from (the web cookie), if known."""
+    data = read_token(request.COOKIES.get(WEB_COOKIE, ""), Purpose.CLICK)
+    if data is None:
+        return None
+    try:
+        message = lookups.message_info(data.message_id)
+        return profile_language(profile_id=message.profile_id) if message is not None else None
+    except DatabaseError:
+        # The page must not depend on the database more than the opt-out does: the browser's language then.
+        return None
+
+
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def web_opt_out(request: HttpRequest) -> HttpResponse:
-    """GET explains and offers the choice; POST sets the opt-out cookie and forgets the click."""
+    """GET explains and offers the choice; POST sets the opt-out cookie and forgets the click. In the
+    language of the profile whose click set the web cookie, else the browser's."""
     opted_out = WEB_OPT_OUT_COOKIE in request.COOKIES
     if request.method == "POST":
         opted_out = True
-    response = recipient_page(request, "tracking/web_opt_out.html", {"opted_out": opted_out})
+    response = recipient_page(
+        request, "tracking/web_opt_out.html", {"opted_out": opted_out}, language=_web_visitor_language(request)
+    )
     if request.method == "POST":
         _set_cookie(response, WEB_OPT_OUT_COOKIE, "1", WEB_OPT_OUT_MAX_AGE)
         response.delete_cookie(WEB_COOKIE, samesite="Lax")

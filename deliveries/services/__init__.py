@@ -35,7 +35,7 @@ from deliveries.services.lifecycle import (
     delivery_validate,
     send_batch_queuer_register,
 )
-from deliveries.services.proofs import delivery_proof
+from deliveries.services.proofs import MAX_ID, delivery_proof
 from deliveries.services.rendering import delivery_preview_render, message_render, send_content
 from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
@@ -46,6 +46,7 @@ __all__ = [
     "CONTENT_LINK_MODES",
     "EDITABLE_STATUSES",
     "MAX_CONTENT_CHARACTERS",
+    "MAX_ID",
     "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",

@@ -15,19 +15,21 @@ from deliveries.smtp_errors import classify_exception
 from profiles.models import Profile
 
 MAX_PROOF_ADDRESSES = 20
+# The largest id a bigint column holds: a larger one names no profile (and SQLite cannot even look it up).
+MAX_ID = 2**63 - 1
 
 
 def delivery_proof(
     *,
     delivery_id: int,
     emails: list[str],
-    actor: Actor = None,
     profile_id: int | None = None,
+    actor: Actor = None,
     connection: BaseEmailBackend | None = None,
 ) -> int:
     """Sends the delivery to the given addresses as a proof: not counted, no delivery log rows.
 
-    Personalized as the profile `profile_id` (the one the preview page shows) when it exists, else as
+    Personalized as the profile `profile_id` (the one the marketer previewed as; it must exist), else as
     the first recipient of the delivery's lists (or a blank profile), rendered as the preview renders it
     (`delivery_preview_render`), so proofs never count as events.
     """
@@ -43,13 +45,18 @@ def delivery_proof(
             errors.setdefault("emails", []).append(f"Not a valid email address: {email}")
     if len(emails) > MAX_PROOF_ADDRESSES:
         errors["emails"] = [f"At most {MAX_PROOF_ADDRESSES} addresses."]
+    profile = None
+    if profile_id is not None:
+        profile = Profile.objects.filter(pk=profile_id).first() if 0 < profile_id <= MAX_ID else None
+        if profile is None:
+            errors["profile"] = ["No such profile."]
     if errors:
         raise ValidationError(errors)
     delivery = Delivery.objects.filter(pk=delivery_id).first()
     if delivery is None:
         raise NotFound("No such delivery.")
-    profile = Profile.objects.filter(pk=profile_id).first() if profile_id is not None else None
-    profile = profile or Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
+    if profile is None:
+        profile = Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
     try:
         rendered = delivery_preview_render(delivery=delivery, profile=profile)
     except ContentError as exc:

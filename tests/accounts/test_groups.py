@@ -31,7 +31,8 @@ def test_after_migrate_the_three_groups_hold_their_permissions():
     }
     marketers = codenames("Marketers")
     assert {"add_profile", "change_profile", "view_profile", "delete_list", "delete_delivery", "view_message",
-            "view_trackingevent", "view_profiletracking", "change_trackedurl"} <= marketers
+            "view_trackingevent", "view_profiletracking", "change_trackedurl", "view_listimport",
+            "view_listimportrejection"} <= marketers
     # Removing a person, changing raw data, users and operations are an administrator's.
     assert not marketers & {"delete_profile", "change_message", "change_trackingevent", "add_user", "change_group",
                             "view_consolidationstate", "view_token"}
@@ -40,7 +41,8 @@ def test_after_migrate_the_three_groups_hold_their_permissions():
 
 def test_viewers_see_no_recipient_data_in_the_admin():
     assert not codenames("Viewers") & {"view_profile", "view_message", "view_trackingevent", "view_profiletracking",
-                                       "view_listmembership", "view_useragent"}
+                                       "view_listmembership", "view_useragent", "view_listimport",
+                                       "view_listimportrejection"}
 
 
 def test_every_model_the_table_names_exists():

@@ -152,6 +152,42 @@ def test_proof_through_the_api(api_client):
     assert api_client.post(f"/api/deliveries/{delivery.pk}/proof/", {"emails": []}, format="json").status_code == 400
 
 
+def test_an_api_proof_is_personalized_as_the_given_profile(api_client):
+    first, chosen = ProfileFactory(first_name="First"), ProfileFactory(first_name="Chosen")
+    delivery = DeliveryFactory(subject="Hello {{ profile.first_name }}", lists=[ListFactory(members=[first, chosen])])
+
+    default = api_client.post(f"/api/deliveries/{delivery.pk}/proof/", {"emails": ["qa@example.com"]}, format="json")
+    given = api_client.post(
+        f"/api/deliveries/{delivery.pk}/proof/", {"emails": ["qa@example.com"], "profile": chosen.pk}, format="json"
+    )
+
+    assert default.status_code == given.status_code == 200
+    assert [message.subject for message in mail.outbox] == ["[Proof] Hello First", "[Proof] Hello Chosen"]
+
+
+# The profile as JSON text: a number too big for a float, a lone surrogate, deep nesting included.
+BAD_PROFILES = ["0", "-1", '"abc"', "1.5", "1e400", "1" + "0" * 30, "true", "null", "[1]", '{"id": 1}', '"\\u0000"',
+                '"\\ud800"', "[" * 500 + "]" * 500, '"' + "9" * 100_000 + '"', "unknown"]
+
+
+@pytest.mark.parametrize("profile", BAD_PROFILES, ids=lambda text: text[:20])
+def test_a_bad_api_proof_profile_is_a_400(api_client, profile):
+    delivery = DeliveryFactory()
+    if profile == "unknown":
+        profile = str(ProfileFactory().pk + 1000)
+
+    response = api_client.post(
+        f"/api/deliveries/{delivery.pk}/proof/", f'{{"emails": ["qa@example.com"], "profile": {profile}}}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    body = response.json()
+    # JSON no profile id can be (NUL, lone surrogates, 1e400, deep nesting) is refused by the parser itself.
+    assert body["code"] == "parse_error" or (body["code"], list(body["fields"])) == ("invalid", ["profile"])
+    assert mail.outbox == [] and not delivery.audit_entries.filter(action="proof").exists()
+
+
 def test_tracked_urls_list_and_edit(api_client, django_capture_on_commit_callbacks):
     delivery = DeliveryFactory(lists=[ListFactory(members=[ProfileFactory()])])
     with django_capture_on_commit_callbacks(execute=True):

@@ -317,7 +317,7 @@ def test_a_template_error_is_shown_not_raised(marketer, delivery):
 
 def test_a_viewer_cannot_preview_and_a_marketer_sees_the_proof_form(delivery):
     assert as_user(VIEWER).get(f"/deliveries/{delivery.pk}/preview/frame/").status_code == 403
-    assert b"Send proof" in as_user(MARKETER).get(f"/deliveries/{delivery.pk}/preview/").content
+    assert b'<button type="submit" class="primary">Send proof</button>' in as_user(MARKETER).get(f"/deliveries/{delivery.pk}/preview/").content
 
 
 def test_a_proof_is_sent_to_each_address(marketer, delivery):
@@ -327,6 +327,38 @@ def test_a_proof_is_sent_to_each_address(marketer, delivery):
     assert sorted(message.to[0] for message in mail.outbox) == ["a@example.org", "b@example.org", "c@example.org"]
     assert mail.outbox[0].subject == "[Proof] Hello Reader0"
     assert delivery.audit_entries.filter(action="proof").exists()
+
+
+def test_a_proof_from_the_preview_is_personalized_as_the_chosen_profile(marketer, delivery, people):
+    page = marketer.get(f"/deliveries/{delivery.pk}/preview/?profile={people[2].pk}").content.decode()
+    proof_form = page[page.index('id="proof-title"'):]
+    assert f'value="{people[2].pk}"' in input_tag(proof_form, "profile")
+
+    response = marketer.post(f"/deliveries/{delivery.pk}/proof/", {"emails": "qa@example.org", "profile": people[2].pk})
+
+    assert response.status_code == 302 and response["Location"] == f"/deliveries/{delivery.pk}/preview/?profile={people[2].pk}"
+    [proof] = mail.outbox
+    assert proof.subject == "[Proof] Hello Reader2" and "Hi Reader2" in proof.body
+    assert delivery.audit_entries.get(action="proof").details["profile_id"] == people[2].pk
+
+
+def test_a_proof_can_be_personalized_as_a_profile_outside_the_audience(marketer, delivery):
+    outsider = ProfileFactory(first_name="Outsider")
+    marketer.post(f"/deliveries/{delivery.pk}/proof/", {"emails": "qa@example.org", "profile": outsider.pk})
+    assert [message.subject for message in mail.outbox] == ["[Proof] Hello Outsider"]
+
+
+@pytest.mark.parametrize("profile", ["0", "-1", "abc", "1e400", "9" * 30, "a\x00b", "<script>alert(1)</script>", "unknown"])
+def test_a_bad_proof_profile_is_a_form_error_and_sends_nothing(marketer, delivery, profile):
+    if profile == "unknown":
+        profile = str(ProfileFactory().pk + 1000)
+    response = marketer.post(f"/deliveries/{delivery.pk}/proof/", {"emails": "qa@example.org", "profile": profile})
+
+    assert response.status_code == 200 and mail.outbox == []
+    html = response.content.decode()
+    assert 'class="form-errors" role="alert"' in html and "Preview as:" in html
+    assert "<script>alert(1)</script>" not in html
+    assert not delivery.audit_entries.filter(action="proof").exists()
 
 
 def test_a_proof_is_personalized_as_the_previewed_profile(marketer, delivery, people):

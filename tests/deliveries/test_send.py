@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
@@ -404,6 +405,18 @@ def test_list_unsubscribe_has_no_mailto_unless_configured(settings):
 
     header = mail.outbox[0].extra_headers["List-Unsubscribe"]
     assert header.startswith(f"<{PUBLIC}/u/") and "mailto:" not in header
+
+
+def test_proof_is_personalized_as_the_given_profile_and_refuses_an_unknown_one():
+    chosen = ProfileFactory(first_name="Chosen")
+    delivery = make_delivery([ProfileFactory(first_name="First"), chosen])
+
+    assert services.delivery_proof(delivery_id=delivery.pk, emails=["qa@example.com"], profile_id=chosen.pk) == 1
+    assert mail.outbox[0].subject == "[Proof] Hello Chosen"
+    with pytest.raises(ValidationError) as refused:
+        services.delivery_proof(delivery_id=delivery.pk, emails=["qa@example.com"], profile_id=chosen.pk + 1000)
+    assert refused.value.message_dict == {"profile": ["No such profile."]}
+    assert len(mail.outbox) == 1
 
 
 def test_proof_without_audience_uses_a_blank_profile():

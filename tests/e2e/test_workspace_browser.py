@@ -43,3 +43,25 @@ def test_sign_in_use_the_navigation_on_a_phone_and_sign_out(page, live_server, t
     page.wait_for_url(f"{live_server.url}/login/")
     page.goto(f"{live_server.url}/")
     page.wait_for_url(f"{live_server.url}/login/?next=/")
+
+
+def test_primary_actions_look_alike_whether_links_or_buttons(page, live_server, transactional_db):
+    from accounts.roles import MARKETER
+    from tests.factories import RoleUserFactory
+
+    RoleUserFactory(username="primary-marketer", role=MARKETER)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "primary-marketer")
+    page.fill("#id_password", "password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    def look(selector: str) -> tuple[str, str]:
+        return page.eval_on_selector(selector, "node => [getComputedStyle(node).backgroundColor, getComputedStyle(node).color]")
+
+    new_delivery = look('a[href="/deliveries/new/"].button')
+    plain_button = look("form.filters button[type=submit]")
+    page.goto(f"{live_server.url}/deliveries/new/")
+    create = look("button.primary[type=submit]")
+
+    assert new_delivery == create and new_delivery != plain_button

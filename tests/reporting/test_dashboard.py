@@ -69,6 +69,17 @@ def test_new_delivery_button_for_marketers_only(deliveries):
     assert 'href="/deliveries/new/"' not in as_role(VIEWER).get("/").content.decode()
 
 
+def test_new_delivery_is_a_primary_button_styled_by_the_stylesheet(deliveries, settings):
+    html = as_role(MARKETER).get("/").content.decode()
+    [link] = re.findall(r'<a [^>]*href="/deliveries/new/"[^>]*>', html)
+    assert 'class="button primary"' in link and "style=" not in link
+    # The stylesheet every page loads styles a link as a primary button too, not only a <button>.
+    css = (settings.BASE_DIR / "static" / "reporting" / "beacon.css").read_text()
+    rules = dict(re.findall(r"^([^{}/]+?)\s*\{([^}]*)\}", css, re.MULTILINE))
+    [primary] = [body for selectors, body in rules.items() if ".button.primary" in selectors.replace(" ", "").split(",")]
+    assert "background: var(--accent)" in primary and "color: #fff" in primary
+
+
 def test_anonymous_is_sent_to_sign_in(settings):
     response = Client().get("/")
     assert response.status_code == 302 and response["Location"].startswith(settings.LOGIN_URL)

@@ -10,6 +10,7 @@ from django.test import Client
 
 from deliveries.tokens import Purpose, make_token
 from tests.factories import MessageFactory, ProfileFactory
+from tracking.views import WEB_COOKIE, WEB_OPT_OUT_COOKIE
 
 QUESTION = {
     "en": "Do you want to stop receiving these emails?",
@@ -68,6 +69,37 @@ def test_web_opt_out_and_not_found_in_the_browsers_language(db, language):
     assert OPT_OUT_BUTTON[language] in browser.get("/w/opt-out").content.decode()
     missing = browser.get("/u/not-a-token")
     assert missing.status_code == 404 and NOT_FOUND[language] in missing.content.decode()
+
+
+def web_visitor(profile_language: str | None, browser_language: str) -> Client:
+    """A browser that came from a tracked click of a profile (the web cookie the click hands out)."""
+    message = MessageFactory(profile=ProfileFactory(language=profile_language))
+    browser = Client(HTTP_ACCEPT_LANGUAGE=browser_language)
+    browser.cookies[WEB_COOKIE] = make_token(Purpose.CLICK, message.pk, 1)
+    return browser
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_web_opt_out_in_the_language_of_the_profile_who_clicked(db, language):
+    browser_language = "nl" if language != "nl" else "es"
+    browser = web_visitor(language, browser_language)
+
+    page = browser.get("/w/opt-out")
+    assert OPT_OUT_BUTTON[language] in page.content.decode() and OPT_OUT_BUTTON[browser_language] not in page.content.decode()
+    assert page["Content-Language"] == language
+    opted_out = browser.post("/w/opt-out")
+    assert opted_out["Content-Language"] == language and WEB_OPT_OUT_COOKIE in opted_out.cookies
+
+
+@pytest.mark.parametrize("cookie", ["profile without a language", "not a token", "unknown message"])
+def test_web_opt_out_falls_back_to_the_browsers_language(db, cookie):
+    browser = web_visitor(None, "sv")
+    if cookie == "not a token":
+        browser.cookies[WEB_COOKIE] = "x" * 40
+    elif cookie == "unknown message":
+        browser.cookies[WEB_COOKIE] = make_token(Purpose.CLICK, 10**9, 1)
+    page = browser.get("/w/opt-out")
+    assert OPT_OUT_BUTTON["sv"] in page.content.decode() and page["Content-Language"] == "sv"
 
 
 def test_an_unknown_language_gets_english(db):
