@@ -176,7 +176,7 @@ def median(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
 
-def nginx_trade_off(rounds: dict, medians: dict) -> str:
+def nginx_trade_off(rounds: dict, medians: dict, connections: int) -> str:
     """What nginx in front costs a click, compared within each round with the click sent to gunicorn."""
     throughput = [n["rps"] / d["rps"] for n, d in zip(rounds[NGINX_CLICK], rounds[CLICK])]
     p50 = [n["p50"] - d["p50"] for n, d in zip(rounds[NGINX_CLICK], rounds[CLICK])]
@@ -191,7 +191,7 @@ A click's latency through nginx minus alone: p50 {statistics.median(p50):+.2f} m
 CPU per click (gunicorn + redis + nginx): {direct['cpu_ms']:.3f} ms alone, {proxied['cpu_ms']:.3f} ms through nginx, of which
 nginx {proxied['nginx_cpu_ms']:.3f} ms and gunicorn {proxied['web_cpu_ms'] - direct['web_cpu_ms']:+.3f} ms. gunicorn's sync
 workers close every connection after one answer: sent straight to them, wrk opens a connection per
-request; to nginx it keeps its 16 alive, and nginx opens one to gunicorn per request (wrk's own CPU is
+request; to nginx it keeps its {connections} alive, and nginx opens one to gunicorn per request (wrk's own CPU is
 not counted).
 """
 
@@ -370,7 +370,7 @@ A click costs {click['web_cpu_ms'] - bare['web_cpu_ms']:.3f} ms more gunicorn CP
 {click['redis_cpu_ms']:.3f} ms in redis-server: the token check, the cached lookups, the machine checks, the event's
 JSON and its hand-off ({"the synchronous XADD round trip" if args.no_journal else "the journal write, and the batched shipping"}).
 gunicorn, wrk and Redis{" (and nginx)" if args.nginx else ""} share {os.cpu_count()} CPUs, so throughput follows CPU per request.
-{nginx_trade_off(rounds, medians) if args.nginx else ""}"""
+{nginx_trade_off(rounds, medians, args.connections) if args.nginx else ""}"""
     write_section("bench/redirect.py" + options, body)
     print(body)
     return 0
