@@ -258,7 +258,7 @@ def main() -> int:
         wait_for_port(redis_port)
         gunicorn = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), "beacon.wsgi", "-w", str(args.workers),
-             "-b", f"127.0.0.1:{web_port}", "--log-level", "warning"],
+             "-b", f"127.0.0.1:{web_port}", "--log-level", "warning", "--no-control-socket"],
             cwd=ROOT,
         )
         wait_for_port(web_port)

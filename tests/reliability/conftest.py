@@ -179,10 +179,11 @@ class BeaconProcesses:
             os.environ, BEACON_TEST_DATABASE_NAME=self._database_name(), CELERY_TASK_ALWAYS_EAGER="true",
             PGAPPNAME="gunicorn", **environment,
         )
+        # No control socket: its default path is one for every gunicorn of the user on the machine.
         with open(self.directory / "gunicorn.log", "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "tests.reliability.web_wsgi", "--preload", "--worker-class", "sync",
-                 "--workers", str(workers), "--bind", f"127.0.0.1:{port}"],
+                 "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--no-control-socket"],
                 cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         process.name = "gunicorn"
