@@ -4,12 +4,15 @@ With nothing set, Beacon runs on the embedded default: SQLite, Celery tasks exec
 no Redis, the console email backend. See `.env.example` for every variable.
 """
 import datetime as dt
+import decimal
 import hashlib
 import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from beacon.secret_keys import MAKE_ONE, weak_keys_message
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,9 +32,11 @@ DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and os.environ.get("DATABASE_URL", "").startswith("postgres") and not env_bool("CI", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production.")
+        raise ImproperlyConfigured(f"SECRET_KEY must be set in production. Make one with {MAKE_ONE}.")
     # Local default only: stable per checkout so sessions and tokens survive restarts.
     SECRET_KEY = "insecure-local-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
+elif not DEBUG and (problem := weak_keys_message("SECRET_KEY", [SECRET_KEY])):
+    raise ImproperlyConfigured(problem)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -210,6 +215,8 @@ BEACON_PUBLIC_URL = os.environ.get("BEACON_PUBLIC_URL", "http://127.0.0.1:8000")
 # Comma-separated; the first key signs, every key verifies, so a key can be rotated without
 # breaking links already in inboxes.
 BEACON_SIGNING_KEYS = env_list("BEACON_SIGNING_KEYS") or [hashlib.sha256(("beacon-links:" + SECRET_KEY).encode()).hexdigest()]
+if not DEBUG and (problem := weak_keys_message("BEACON_SIGNING_KEYS", BEACON_SIGNING_KEYS)):
+    raise ImproperlyConfigured(problem)
 BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
@@ -270,6 +277,11 @@ BEACON_EVENT_JOURNAL_SHIP_MS = int(os.environ.get("BEACON_EVENT_JOURNAL_SHIP_MS"
 # Pending stream entries idle this long belong to a dead consumer and are reclaimed by a live one.
 BEACON_STREAM_RECLAIM_IDLE_MS = int(os.environ.get("BEACON_STREAM_RECLAIM_IDLE_MS", "60000"))
 BEACON_MACHINE_CLICK_SECONDS = int(os.environ.get("BEACON_MACHINE_CLICK_SECONDS", "10"))
+# The largest transaction amount the web pixel (/w/p.gif?amount=) accepts; a larger or negative one is
+# refused (400). At most 9999999999.99, what the event's column holds.
+BEACON_WEB_MAX_AMOUNT = decimal.Decimal(os.environ.get("BEACON_WEB_MAX_AMOUNT", "1000000"))
+if not decimal.Decimal(0) < BEACON_WEB_MAX_AMOUNT < decimal.Decimal("1e10"):
+    raise ImproperlyConfigured("BEACON_WEB_MAX_AMOUNT must be above 0 and below 10000000000.")
 # Behind a reverse proxy that sets X-Forwarded-For, the client's address is its last entry.
 BEACON_TRUST_X_FORWARDED_FOR = env_bool("BEACON_TRUST_X_FORWARDED_FOR", default=False)
 CELERY_BEAT_SCHEDULE.update(

@@ -337,7 +337,7 @@ def main() -> int:
     else:
         os.environ["DATABASE_URL"] = _create_database(base_url)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beacon.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
     try:
         return run(args)
     finally:

@@ -99,7 +99,7 @@ def main() -> int:
         sqlite_file = tempfile.NamedTemporaryFile(suffix=".sqlite3", delete=False).name
     os.environ["BEACON_TEST_DB_NAME"] = sqlite_file or "bench_send"
     # A throw-away database and links nobody follows: a fixed key is fine here.
-    os.environ.setdefault("SECRET_KEY", "bench-send-not-secret")
+    os.environ.setdefault("SECRET_KEY", "bench-send-secret-key-not-for-production")
     os.environ.update(
         DJANGO_SETTINGS_MODULE="beacon.settings",
         EMAIL_HOST="127.0.0.1",

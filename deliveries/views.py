@@ -197,7 +197,11 @@ def delivery_proof(request: HttpRequest, delivery_id: int) -> HttpResponse:
     form = ProofForm(request.POST)
     if form.is_valid():
         try:
-            sent = services.delivery_proof(delivery_id=delivery.pk, emails=form.cleaned_data["emails"], actor=request.user)
+            profile = _chosen_profile(request, delivery)
+            sent = services.delivery_proof(
+                delivery_id=delivery.pk, emails=form.cleaned_data["emails"], actor=request.user,
+                profile_id=profile.pk if profile else None,
+            )
         except ValidationError as error:
             add_service_errors(form, error)
         except ServiceError as error:

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, Hashable
 from urllib.parse import urlsplit
 
+from django.utils.encoding import iri_to_uri
+
 from deliveries.models import Delivery, Message, TrackedUrl, TrackingMode
 from profiles.models import Profile
 
@@ -114,7 +116,7 @@ def tracked_url_info(url_id: int) -> TrackedUrlInfo | None:
         info = None
         if row is not None:
             delivery_id, url, mode, is_personalized = row
-            fixed_target = url if not is_personalized and is_safe_target(url) else None
+            fixed_target = None if is_personalized else redirect_uri(url)
             info = TrackedUrlInfo(url_id, delivery_id, url, mode, is_personalized, fixed_target)
         _urls.set(url_id, info)
     return info
@@ -131,6 +133,29 @@ def is_safe_target(url: str) -> bool:
     return parts.scheme in {"http", "https"} and bool(parts.hostname)
 
 
+def redirect_uri(url: str) -> str | None:
+    """`url` as a Location header carries it, if it is a safe target (else None): only ASCII. A URL with
+    other characters (an IRI, RFC 3987) has its host in IDNA and the rest percent-encoded as UTF-8;
+    Django would otherwise send it MIME-encoded (RFC 2047) or as raw Latin-1, and browsers go astray."""
+    if not is_safe_target(url):
+        return None
+    if url.isascii():
+        return url
+    try:
+        netloc = urlsplit(url).netloc
+        userinfo, at, host_port = netloc.rpartition("@")
+        host, colon, port = host_port.partition(":") if not host_port.startswith("[") else (host_port, "", "")
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+        start = url.index("//") + 2  # a safe target is scheme://netloc...
+        if url[start:start + len(netloc)] != netloc:
+            return None
+        uri = iri_to_uri(url[:start] + userinfo + at) + host + colon + iri_to_uri(port + url[start + len(netloc):])
+    except (UnicodeError, ValueError):
+        return None
+    return uri if uri.isascii() and is_safe_target(uri) else None
+
+
 def redirect_target(message: MessageInfo, url: TrackedUrlInfo) -> str | None:
     """The recipient's URL for this link: the stored URL, personalized for them; None if unusable."""
     if not url.is_personalized:
@@ -142,8 +167,8 @@ def redirect_target(message: MessageInfo, url: TrackedUrlInfo) -> str | None:
 
         profile = Profile.objects.filter(pk=message.profile_id).first() if message.profile_id else None
         target = render_link_url(url.url, profile)
-        if target is not None and not is_safe_target(target):
-            target = None
+        if target is not None:
+            target = redirect_uri(target)
         _personal_urls.set(key, target)
     return target
 

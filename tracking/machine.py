@@ -3,8 +3,8 @@
 Machine events are never dropped: they are stored with ``is_machine`` set and one of the reasons below
 in ``machine_reason``, so "humans only" numbers leave them out and "all" keeps them.
 
-The checks that need only the request run in the handler (pure computation, no queries); the burst and
-honeypot-client checks need the other clicks of the message and run as the clicks are stored
+The checks that need only the request run in the handler (pure computation, no queries); the burst,
+honeypot-client and flood checks need the other clicks of the message and run as the clicks are stored
 (``flag_click_patterns``, called by ``tracking.ingest.store``).
 """
 import functools
@@ -36,6 +36,9 @@ REASON_HONEYPOT = "honeypot"
 REASON_HONEYPOT_CLIENT = "honeypot_client"
 # An open fetched by Apple Mail Privacy Protection's proxy, not by the reader.
 REASON_APPLE_MPP = "apple_mpp"
+# A click beyond the FLOOD_CLICKS-th of one message by one client (anonymized IP and user agent) within
+# FLOOD_WINDOW: a link replayed by a program, not read by a person.
+REASON_FLOOD = "flood"
 
 MACHINE_REASONS = (
     REASON_HEAD,
@@ -46,6 +49,7 @@ MACHINE_REASONS = (
     REASON_HONEYPOT,
     REASON_HONEYPOT_CLIENT,
     REASON_APPLE_MPP,
+    REASON_FLOOD,
 )
 
 # Substrings (case-insensitive) of user agents of security scanners, link expanders and mail proxies.
@@ -100,6 +104,9 @@ PREFETCH_HEADERS = ("HTTP_PURPOSE", "HTTP_SEC_PURPOSE", "HTTP_X_PURPOSE", "HTTP_
 
 BURST_WINDOW = timedelta(seconds=1)
 HONEYPOT_CLIENT_WINDOW = timedelta(seconds=5)
+# A person reading a message may click a few of its links, some twice; not this many in ten minutes.
+FLOOD_WINDOW = timedelta(minutes=10)
+FLOOD_CLICKS = 20
 
 
 @functools.lru_cache(maxsize=4096)
@@ -185,14 +192,32 @@ def _honeypot_client_ids(message_clicks: list) -> list:
     ]
 
 
+def _flood_ids(message_clicks: list) -> list:
+    """The unflagged clicks that a client (anonymized IP and user agent) made after FLOOD_CLICKS others of
+    the message within FLOOD_WINDOW before them (the clicks are in time order)."""
+    by_client = defaultdict(list)
+    for click in message_clicks:
+        by_client[(click.ip, click.user_agent_id)].append(click)
+    found = []
+    for clicks in by_client.values():
+        start = 0
+        for end, click in enumerate(clicks):
+            while click.logged_at - clicks[start].logged_at > FLOOD_WINDOW:
+                start += 1
+            if end - start >= FLOOD_CLICKS and not click.is_machine:
+                found.append(click.event_id)
+    return found
+
+
 def flag_click_patterns(*, message_ids: set[int], first: datetime, last: datetime) -> None:
     """Marks as machine, among the stored clicks of these messages, the clicks of a burst (every link of
-    the message within one second) and the other clicks of a client that clicked the honeypot link.
+    the message within one second), the other clicks of a client that clicked the honeypot link, and a
+    client's clicks of a flood (more than FLOOD_CLICKS of the message within FLOOD_WINDOW).
 
     Called with the clicks just stored, logged between `first` and `last`, inside their transaction.
     """
     window = max(BURST_WINDOW, HONEYPOT_CLIENT_WINDOW)
-    earliest, latest = first - window, last + window
+    earliest, latest = first - max(window, FLOOD_WINDOW), last + window
     # The time window is applied here, not in SQL: with it in the query, the planner may pick the
     # logged_at index and read every recent event (it did on a freshly filled table, stats not yet
     # analyzed); without it, only the (message, type) index fits, and it reads the same rows anyway.
@@ -210,12 +235,15 @@ def flag_click_patterns(*, message_ids: set[int], first: datetime, last: datetim
             by_message[candidate.message_id].append(candidate)
     burst_ids: set = set()
     honeypot_client_ids: set = set()
+    flood_ids: set = set()
     for message_clicks in by_message.values():
         burst_ids.update(_burst_ids(message_clicks))
         honeypot_client_ids.update(_honeypot_client_ids(message_clicks))
+        flood_ids.update(_flood_ids(message_clicks))
     for ids, reason in (
         (burst_ids, REASON_BURST),
         (honeypot_client_ids - burst_ids, REASON_HONEYPOT_CLIENT),
+        (flood_ids - burst_ids - honeypot_client_ids, REASON_FLOOD),
     ):
         if ids:
             TrackingEvent.objects.filter(event_id__in=ids, is_machine=False).update(is_machine=True, machine_reason=reason)

@@ -1,7 +1,7 @@
 """Random bytes for the tracking endpoints, drawn from the OS a few kilobytes at a time.
 
-A click takes 26 random bytes (its event id, and a new browser's id). Asking the OS for them on every
-click costs two system calls, more than everything else the bytes are for; a pool refilled from
+A click takes 10 random bytes (for its event id). Asking the OS for them on every click costs a
+system call, more than everything else the bytes are for; a pool refilled from
 ``os.urandom`` costs one call per hundred-odd clicks. The pool is per process: a forked child (a
 gunicorn worker, a Celery worker) starts with an empty one, so no two processes hand out the same bytes.
 """

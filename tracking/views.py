@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from http.cookies import Morsel
 
 from django.conf import settings
@@ -35,11 +36,10 @@ from deliveries.models import Message, TrackingMode
 from deliveries.services import message_render
 from deliveries.tokens import Purpose, read_token
 from profiles.selectors import profile_get, profile_language
-from tracking import lookups, machine, selectors
+from tracking import lookups, machine, persons, selectors
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored, event_submit
 from tracking.models import EventType
-from tracking.randomness import random_bytes
 from tracking.services import message_opt_out
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ WEB_COOKIE = "bcn_wt"
 WEB_COOKIE_MAX_AGE = 30 * 24 * 3600
 WEB_OPT_OUT_COOKIE = "bcn_optout"
 WEB_OPT_OUT_MAX_AGE = 5 * 365 * 24 * 3600
+CENT = Decimal("0.01")
 
 
 def recipient_page(request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200,
@@ -117,18 +118,17 @@ def wants_no_tracking(request: HttpRequest) -> bool:
     return request.META.get("HTTP_SEC_GPC") == "1" or request.META.get("HTTP_DNT") == "1"
 
 
-def _browser_id(request: HttpRequest) -> tuple[str, bool]:
-    """The browser's id from its cookie, or a new one (and whether it is new)."""
+def _cookie_browser_id(request: HttpRequest) -> str:
+    """The browser's id from its cookie, or '' if it has none."""
     value = request.COOKIES.get(BROWSER_COOKIE, "")
     if len(value) == 32 and all(char in "0123456789abcdef" for char in value):
-        return value, False
-    return random_bytes(16).hex(), True
+        return value
+    return ""
 
 
 def _known_browser_id(request: HttpRequest) -> str:
     """The browser's id if it already has one; only a click hands out new ones."""
-    browser_id, new = _browser_id(request)
-    return "" if new or wants_no_tracking(request) else browser_id
+    return "" if wants_no_tracking(request) else _cookie_browser_id(request)
 
 
 class _TrackingCookie(Morsel):
@@ -168,9 +168,11 @@ def click_redirect(target: str, cookies: dict[str, tuple[str, int]]) -> HttpResp
     return response
 
 
-def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_type: str, message, **fields) -> HttpResponse:
-    """Hands on one event of this message, with what every event takes from the request, and answers
-    `respond()` (made while Redis takes the event), or 503 if the event could not be stored."""
+def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_type: str, message, *,
+            ip: str | None = None, **fields) -> HttpResponse:
+    """Hands on one event of this message, with what every event takes from the request (the anonymized
+    `ip` unless given), and answers `respond()` (made while Redis takes the event), or 503 if the event
+    could not be stored."""
     try:
         return event_submit(
             new_event(
@@ -179,7 +181,7 @@ def _submit(request: HttpRequest, respond: Callable[[], HttpResponse], event_typ
                 message_id=message.id,
                 profile_id=message.event_profile_id,
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
-                ip=anonymize_ip(client_ip(request)),
+                ip=anonymize_ip(client_ip(request)) if ip is None else ip,
                 **fields,
             ),
             respond,
@@ -215,14 +217,19 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     if target is None:
         return not_found(request)
     user_agent = request.META.get("HTTP_USER_AGENT", "")
+    ip = anonymize_ip(client_ip(request))
+    now = timezone.now()
     private = wants_no_tracking(request)
-    browser_id, new_browser = ("", False) if private else _browser_id(request)
+    browser_id = "" if private else _cookie_browser_id(request)
+    new_browser = not private and not browser_id
+    if new_browser:
+        browser_id = persons.cookieless_browser_id(message_id=message.id, ip=ip, user_agent=user_agent, at=now.timestamp())
     reason = machine.click_machine_reason(
         request.META,
         request.method,
         user_agent,
         sent_at=message.sent_at,
-        now=timezone.now(),
+        now=now,
         honeypot=url.mode == TrackingMode.HONEYPOT,
     )
     cookies = {}
@@ -236,6 +243,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         lambda: click_redirect(target, cookies),
         EventType.CLICK,
         message,
+        ip=ip,
         tracked_url_id=url.id,
         browser_id=browser_id,
         machine_reason=reason,
@@ -369,10 +377,28 @@ def web_tag(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def web_amount(raw: str) -> str | None:
+    """The transaction amount of `?amount=` (None: a page visit). Raises ValueError unless it is a number
+    from 0 to BEACON_WEB_MAX_AMOUNT: a negative or absurd amount would skew every revenue figure."""
+    if not raw:
+        return None
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError("amount is not a number") from None
+    if not amount.is_finite() or not 0 <= amount <= settings.BEACON_WEB_MAX_AMOUNT:
+        raise ValueError(f"amount must be a number from 0 to {settings.BEACON_WEB_MAX_AMOUNT}")
+    return str(amount.copy_abs().quantize(CENT))  # copy_abs: "-0" is 0.00
+
+
 @require_http_methods(["GET"])
 @database_failure_is_503
 def web_pixel(request: HttpRequest) -> HttpResponse:
     """A page visit (or, with `amount`, a transaction) of a visitor who came from a tracked click."""
+    try:
+        amount = web_amount(request.GET.get("amount", ""))
+    except ValueError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")
     if wants_no_tracking(request) or WEB_OPT_OUT_COOKIE in request.COOKIES:
         return _pixel()
     data = read_token(request.COOKIES.get(WEB_COOKIE, ""), Purpose.CLICK)
@@ -389,7 +415,7 @@ def web_pixel(request: HttpRequest) -> HttpResponse:
         tracked_url_id=data.url_id or None,
         browser_id=_known_browser_id(request),
         page_url=page_url if lookups.is_safe_target(page_url) else "",
-        amount=request.GET.get("amount") or None,
+        amount=amount,
         machine_reason=machine.request_machine_reason(request.META, request.method, user_agent),
     )
 

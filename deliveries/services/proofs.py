@@ -18,12 +18,18 @@ MAX_PROOF_ADDRESSES = 20
 
 
 def delivery_proof(
-    *, delivery_id: int, emails: list[str], actor: Actor = None, connection: BaseEmailBackend | None = None
+    *,
+    delivery_id: int,
+    emails: list[str],
+    actor: Actor = None,
+    profile_id: int | None = None,
+    connection: BaseEmailBackend | None = None,
 ) -> int:
     """Sends the delivery to the given addresses as a proof: not counted, no delivery log rows.
 
-    Personalized with the first recipient of the delivery's lists (or a blank profile), as the preview
-    renders it (`delivery_preview_render`), so proofs never count as events.
+    Personalized as the profile `profile_id` (the one the preview page shows) when it exists, else as
+    the first recipient of the delivery's lists (or a blank profile), rendered as the preview renders it
+    (`delivery_preview_render`), so proofs never count as events.
     """
     errors = {}
     cleaned = []
@@ -42,7 +48,8 @@ def delivery_proof(
     delivery = Delivery.objects.filter(pk=delivery_id).first()
     if delivery is None:
         raise NotFound("No such delivery.")
-    profile = Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
+    profile = Profile.objects.filter(pk=profile_id).first() if profile_id is not None else None
+    profile = profile or Profile.objects.filter(memberships__list__deliveries=delivery).order_by("id").first()
     try:
         rendered = delivery_preview_render(delivery=delivery, profile=profile)
     except ContentError as exc:

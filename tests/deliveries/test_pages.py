@@ -273,6 +273,13 @@ def test_the_preview_renders_as_the_chosen_profile_in_a_sandboxed_frame(marketer
     assert no_inline_script(html)
 
 
+@pytest.mark.parametrize(("first_name", "last_name", "shown"), [("Bob", "", "(Bob)"), ("", "Smith", "(Smith)"), ("Bob", "Smith", "(Bob Smith)")])
+def test_the_previewed_profile_is_named_without_stray_spaces(marketer, delivery, first_name, last_name, shown):
+    profile = ProfileFactory(email="bob@example.org", first_name=first_name, last_name=last_name)
+    html = marketer.get(f"/deliveries/{delivery.pk}/preview/?profile={profile.pk}").content.decode()
+    assert f'<b data-field="profile">bob@example.org {shown}</b>' in html
+
+
 @pytest.mark.parametrize("value", ["1e400", "9" * 30, "-1", "%00", "²", "abc"])
 def test_a_bad_profile_id_falls_back_to_the_first_recipient(marketer, delivery, value):
     response = marketer.get(f"/deliveries/{delivery.pk}/preview/?profile={value}")
@@ -320,6 +327,16 @@ def test_a_proof_is_sent_to_each_address(marketer, delivery):
     assert sorted(message.to[0] for message in mail.outbox) == ["a@example.org", "b@example.org", "c@example.org"]
     assert mail.outbox[0].subject == "[Proof] Hello Reader0"
     assert delivery.audit_entries.filter(action="proof").exists()
+
+
+def test_a_proof_is_personalized_as_the_previewed_profile(marketer, delivery, people):
+    """Sent from the preview of Reader2, the proof is what Reader2 gets, not the first recipient's."""
+    response = marketer.post(f"/deliveries/{delivery.pk}/proof/?profile={people[2].pk}", {"emails": "qa@example.org"}, follow=True)
+
+    assert "Proof sent to 1 address." in response.content.decode()
+    assert response.redirect_chain[-1][0] == f"/deliveries/{delivery.pk}/preview/?profile={people[2].pk}"
+    [proof] = mail.outbox
+    assert proof.subject == "[Proof] Hello Reader2" and "Hi Reader2" in proof.body
 
 
 @pytest.mark.parametrize("emails", ["", "not an address", "<script>alert(1)</script>", "a\x00b@example.org", MEGABYTE])

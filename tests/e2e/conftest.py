@@ -1,10 +1,16 @@
 """Real-browser tests: Playwright (Python) driving Debian's Chromium against pytest-django's live server."""
+import itertools
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.deliveries.conftest import smtp_server  # noqa: F401 (the real SMTP server the journey's mail goes to)
+
 CHROMIUM = Path(os.environ.get("BEACON_CHROMIUM", "/usr/bin/chromium"))
+# Where the tests save their screenshots, one folder per test (git-ignored; CI keeps it as an artifact).
+ARTIFACTS = Path(os.environ.get("BEACON_E2E_ARTIFACTS") or Path(__file__).resolve().parent / "artifacts")
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -46,3 +52,20 @@ def logged_in_page(page, live_server, transactional_db):
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
     return page
+
+
+@pytest.fixture
+def screenshot(request):
+    """`screenshot(page, step)` saves the whole page as `<ARTIFACTS>/<test>/<nn>-<step>.png`, numbered in
+    the order the test took them; the folder is emptied first, so it holds the last run only."""
+    folder = ARTIFACTS / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    numbers = itertools.count(1)
+
+    def save(page, step: str) -> Path:
+        path = folder / f"{next(numbers):02d}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save

@@ -70,7 +70,8 @@ def test_browser_cookie_tells_persons_apart(client, sent_message, link):
     click(client, sent_message, link)
     from django.test import Client
 
-    click(Client(), sent_message, link)
+    # Another browser: from the same network, a client without a cookie would be the same person.
+    click(Client(), sent_message, link, REMOTE_ADDR="203.0.113.9")
     browser_ids = list(TrackingEvent.objects.order_by("id").values_list("browser_id", flat=True))
     assert browser_ids[0] == browser_ids[1] == first.cookies[BROWSER_COOKIE].value
     assert browser_ids[2] != browser_ids[0]
@@ -141,6 +142,22 @@ def test_token_of_one_delivery_with_a_url_of_another_is_refused(client, sent_mes
     assert TrackingEvent.objects.count() == 0
 
 
+def test_a_token_has_one_spelling(client):
+    """base64 decoders ignore the last character's unused low bits: a token with them set is refused."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Ids of five varint bytes each: a 22-byte token, 30 characters, the last with 4 unused bits.
+    message = MessageFactory(pk=9_000_000_001, sent_at=timezone.now() - timedelta(hours=1))
+    url = TrackedUrlFactory(pk=9_000_000_002, delivery=message.delivery)
+    token = make_token(Purpose.CLICK, message.id, url.id)
+    assert len(token) == 30
+    last = alphabet.index(token[-1])
+    respelled = token[:-1] + alphabet[last | 1]
+    assert respelled != token
+    assert client.get(f"/r/{token}").status_code == 302
+    assert client.get(f"/r/{respelled}").status_code == 404
+    assert TrackingEvent.objects.count() == 1
+
+
 def test_token_of_another_purpose_is_refused(client, sent_message, link):
     response = client.get(f"/r/{make_token(Purpose.OPEN, sent_message.id, link.id)}")
     assert response.status_code == 404
@@ -160,6 +177,39 @@ def test_unknown_message_or_url_and_deleted_delivery_get_404(client, sent_messag
     ["//evil.example/", "javascript:alert(1)", "https://shop.example.com/\r\nSet-Cookie: x=1", "/relative", ""],
 )
 def test_a_stored_url_that_is_not_absolute_http_is_never_redirected_to(client, sent_message, stored):
+    url = TrackedUrlFactory(delivery=sent_message.delivery, url=stored)
+    response = click(client, sent_message, url)
+    assert response.status_code == 404 and "Location" not in response
+
+
+@pytest.mark.parametrize(
+    "stored, location",
+    [
+        ("https://example.com/€/日本", "https://example.com/%E2%82%AC/%E6%97%A5%E6%9C%AC"),
+        ("https://example.com/café?q=crème#à", "https://example.com/caf%C3%A9?q=cr%C3%A8me#%C3%A0"),
+        ("https://Bücher.example:8443/straße?x=%20", "https://xn--bcher-kva.example:8443/stra%C3%9Fe?x=%20"),
+        ("https://example.com/ascii?a=1&b=%E2%82%AC", "https://example.com/ascii?a=1&b=%E2%82%AC"),
+    ],
+)
+def test_a_link_with_non_ascii_characters_redirects_to_its_uri(client, sent_message, stored, location):
+    url = TrackedUrlFactory(delivery=sent_message.delivery, url=stored)
+    response = click(client, sent_message, url)
+    assert response.status_code == 302
+    assert response["Location"] == location
+    assert response.serialize_headers().decode("ascii").count(f"Location: {location}") == 1
+
+
+def test_a_personalized_link_with_non_ascii_characters_redirects_to_its_uri(client):
+    message = MessageFactory(profile=ProfileFactory(first_name="Zoë"), sent_at=timezone.now() - timedelta(hours=1))
+    url = TrackedUrlFactory(
+        delivery=message.delivery, url="https://shop.example.com/é/{{ profile.first_name }}", is_personalized=True
+    )
+    response = click(client, message, url)
+    assert response["Location"] == "https://shop.example.com/%C3%A9/Zo%C3%AB"
+
+
+@pytest.mark.parametrize("stored", ["https://a..ü/x", "https://" + "ü" * 64 + ".example/"])
+def test_a_link_that_has_no_uri_is_not_redirected_to(client, sent_message, stored):
     url = TrackedUrlFactory(delivery=sent_message.delivery, url=stored)
     response = click(client, sent_message, url)
     assert response.status_code == 404 and "Location" not in response

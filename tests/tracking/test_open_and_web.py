@@ -1,4 +1,5 @@
 from decimal import Decimal
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
@@ -105,10 +106,32 @@ def test_visitors_not_from_an_email_are_not_tracked(sent_message):
     assert TrackingEvent.objects.count() == 0
 
 
-def test_bad_page_url_and_amount_are_dropped_not_stored(client, clicked):
-    client.get("/w/p.gif", {"url": "javascript:alert(1)", "amount": "lots"})
+def test_a_bad_page_url_is_dropped_not_stored(client, clicked):
+    client.get("/w/p.gif", {"url": "javascript:alert(1)"})
     visit = TrackingEvent.objects.get(type=EventType.WEB_PAGE)
     assert (visit.page_url, visit.amount) == ("", None)
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["-5000", "-0.01", "9999999999.99", "1000000.01", "1e12", "NaN", "-Infinity", "lots", "12\x0034", "%ED%A0%80",
+     "9" * 10_000, "<script>alert(1)</script>"],
+)
+def test_a_negative_absurd_or_unreadable_amount_is_refused_and_nothing_recorded(client, clicked, amount):
+    # Sent as the page would: URL-encoded, except the raw UTF-8 of a lone surrogate.
+    response = client.get(f"/w/p.gif?url=https%3A%2F%2Fshop.example.com%2F&amount={quote(amount, safe='%')}")
+    assert response.status_code == 400
+    assert response.content.decode().startswith("amount ")
+    assert not TrackingEvent.objects.filter(type=EventType.WEB_PAGE).exists()
+
+
+def test_the_largest_amount_is_a_setting(client, clicked, settings):
+    settings.BEACON_WEB_MAX_AMOUNT = Decimal("100")
+    assert client.get("/w/p.gif", {"amount": "99.999"}).status_code == 200
+    assert client.get("/w/p.gif", {"amount": "100.01"}).status_code == 400
+    assert client.get("/w/p.gif", {"amount": "-0"}).status_code == 200
+    amounts = TrackingEvent.objects.filter(type=EventType.WEB_PAGE).order_by("id").values_list("amount", flat=True)
+    assert list(amounts) == [Decimal("100.00"), Decimal("0.00")]
 
 
 def test_tag_script_respects_gpc_and_dnt(client):
