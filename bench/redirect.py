@@ -1,7 +1,7 @@
 """Click redirect benchmark: `/r/<token>` against a bare Django view answering the same 302, under gunicorn.
 
     .venv/bin/python bench/redirect.py [--rounds 8] [--duration 5] [--connections 16] [--workers 2xCPUs+1]
-        [--no-journal [--unix-socket]] [--appendfsync always|everysec]
+        [--no-journal [--unix-socket]] [--appendfsync always|everysec] [--nginx]
 
 Starts a private redis-server (append-only file; `appendfsync everysec` by default: a Redis crash
 loses nothing, a power cut up to about a second; `--appendfsync always` for no loss even then, at a
@@ -14,6 +14,11 @@ PostgreSQL database `beacon_bench_tracking` (created if missing). Both views go 
 middleware. The baseline is `/bare/`, which answers the very 302 a first click gets (same headers,
 same two cookies, made by the same function) with no token check, lookup or event; `/bare-location/`,
 a 302 with a Location header only, is measured for reference.
+
+With `--nginx`, the README's production set-up is measured beside gunicorn alone: deploy/nginx.conf run
+by deploy/local_nginx.py (plain HTTP on loopback, so the figures are the proxy hop's, not TLS's) in front
+of the same gunicorn, the click and the bare 302 through it, in the same rotating rounds. Needs nginx
+(Debian: apt-get install -y nginx).
 
 Throughput on a shared virtual machine drifts by 20% or more within seconds, so the views are measured
 in many short rounds, one after the other, in an order that rotates each round; a ratio is taken within
@@ -36,10 +41,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from deploy import local_nginx  # noqa: E402
 RESULTS = ROOT / "bench" / "RESULTS.md"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/beacon_bench_tracking")
 BARE, CLICK, LOCATION = "bare 302 (same response)", "/r/ click", "bare 302 (Location only)"
 VIEWS = ((BARE, "bare"), (CLICK, "r"), (LOCATION, "bare-location"))
+NGINX_BARE, NGINX_CLICK = "bare 302 (same response) through nginx", "/r/ click through nginx"
+NGINX_VIEWS = ((NGINX_BARE, "bare"), (NGINX_CLICK, "r"))
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
@@ -152,18 +160,40 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def measured(url: str, duration: int, connections: int, web_pid: int, redis_pid: int) -> dict:
-    web_before, redis_before = cpu_seconds([web_pid]), cpu_seconds([redis_pid])
+def measured(url: str, duration: int, connections: int, web_pid: int, redis_pid: int, nginx_pids: list[int]) -> dict:
+    web_before, redis_before, nginx_before = cpu_seconds([web_pid]), cpu_seconds([redis_pid]), cpu_seconds(nginx_pids)
     result = run_wrk(url, duration, connections)
     requests = max(result["requests"], 1)
     result["web_cpu_ms"] = (cpu_seconds([web_pid]) - web_before) * 1000 / requests
     result["redis_cpu_ms"] = (cpu_seconds([redis_pid]) - redis_before) * 1000 / requests
-    result["cpu_ms"] = result["web_cpu_ms"] + result["redis_cpu_ms"]
+    result["nginx_cpu_ms"] = (cpu_seconds(nginx_pids) - nginx_before) * 1000 / requests
+    result["cpu_ms"] = result["web_cpu_ms"] + result["redis_cpu_ms"] + result["nginx_cpu_ms"]
+    result["load"] = os.getloadavg()[0]
     return result
 
 
 def median(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
+
+
+def nginx_trade_off(rounds: dict, medians: dict, connections: int) -> str:
+    """What nginx in front costs a click, compared within each round with the click sent to gunicorn."""
+    throughput = [n["rps"] / d["rps"] for n, d in zip(rounds[NGINX_CLICK], rounds[CLICK])]
+    p50 = [n["p50"] - d["p50"] for n, d in zip(rounds[NGINX_CLICK], rounds[CLICK])]
+    p99 = [n["p99"] - d["p99"] for n, d in zip(rounds[NGINX_CLICK], rounds[CLICK])]
+    bare = [n["rps"] / d["rps"] for n, d in zip(rounds[NGINX_BARE], rounds[BARE])]
+    direct, proxied = medians[CLICK], medians[NGINX_CLICK]
+    return f"""
+**nginx in front (deploy/nginx.conf, plain HTTP on loopback) against gunicorn alone**, median of the rounds'
+ratios: a click's throughput through nginx is {statistics.median(throughput):.0%} of the click sent straight to
+gunicorn (rounds: {", ".join(f"{ratio:.0%}" for ratio in throughput)}); the bare 302's, {statistics.median(bare):.0%}.
+A click's latency through nginx minus alone: p50 {statistics.median(p50):+.2f} ms, p99 {statistics.median(p99):+.2f} ms.
+CPU per click (gunicorn + redis + nginx): {direct['cpu_ms']:.3f} ms alone, {proxied['cpu_ms']:.3f} ms through nginx, of which
+nginx {proxied['nginx_cpu_ms']:.3f} ms and gunicorn {proxied['web_cpu_ms'] - direct['web_cpu_ms']:+.3f} ms. gunicorn's sync
+workers close every connection after one answer: sent straight to them, wrk opens a connection per
+request; to nginx it keeps its {connections} alive, and nginx opens one to gunicorn per request (wrk's own CPU is
+not counted).
+"""
 
 
 def write_section(name: str, body: str) -> None:
@@ -186,11 +216,14 @@ def main() -> int:
     parser.add_argument("--unix-socket", action="store_true", help="hand events to Redis over its Unix socket (BEACON_EVENT_REDIS_URL), not TCP")
     parser.add_argument("--appendfsync", choices=["always", "everysec"], default="everysec")
     parser.add_argument("--no-journal", action="store_true", help="one synchronous XADD per click (BEACON_EVENT_JOURNAL=false)")
+    parser.add_argument("--nginx", action="store_true", help="also through deploy/nginx.conf in front of the same gunicorn")
     args = parser.parse_args()
     if args.unix_socket and not args.no_journal:
         parser.error("--unix-socket measures the synchronous XADD: use it with --no-journal")
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
+    if args.nginx and local_nginx.nginx_binary() is None:
+        sys.exit(f"nginx is missing: {local_nginx.INSTALL_HINT}")
 
     redis_port, web_port = free_port(), free_port()
     redis_dir = tempfile.mkdtemp(prefix="bench-redis-")
@@ -220,24 +253,38 @@ def main() -> int:
          "--unixsocket", socket_path, "--appendonly", "yes", "--appendfsync", args.appendfsync],
         stdout=subprocess.DEVNULL,
     )
-    gunicorn = None
+    gunicorn = nginx = None
     try:
         wait_for_port(redis_port)
         gunicorn = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), "beacon.wsgi", "-w", str(args.workers),
-             "-b", f"127.0.0.1:{web_port}", "--log-level", "warning"],
+             "-b", f"127.0.0.1:{web_port}", "--log-level", "warning", "--no-control-socket"],
             cwd=ROOT,
         )
         wait_for_port(web_port)
         base = f"http://127.0.0.1:{web_port}"
         urls = {label: f"{base}/{prefix}/{token}" for label, prefix in VIEWS}
+        if args.nginx:
+            nginx_port = free_port()
+            nginx_dir = Path(redis_dir) / "nginx"
+            nginx_dir.mkdir()
+            site = local_nginx.site_render(
+                upstream=f"127.0.0.1:{web_port}", http_port=free_port(), https_port=nginx_port,
+                static_root=Path(redis_dir), certificate=None,
+            )
+            nginx = local_nginx.LocalNginx(nginx_dir, site, [nginx_port])
+            nginx.start()
+            urls.update({label: f"http://127.0.0.1:{nginx_port}/{prefix}/{token}" for label, prefix in NGINX_VIEWS})
         import redis
 
         stream = redis.Redis.from_url(redis_url)
-        # Warm up every view (imports, caches, connections), then empty the stream once the warm-up's
+        # Warm up every view (imports, caches, connections) until all answer in one pass (on a loaded
+        # machine gunicorn's workers take many seconds to boot), then empty the stream once the warm-up's
         # clicks are shipped.
-        for url in urls.values():
-            run_wrk(url, 2, args.connections)
+        deadline = time.monotonic() + 300
+        while not all([run_wrk(url, 2, args.connections)["requests"] > 0 for url in urls.values()]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the views did not answer within 5 minutes")
         time.sleep(1)
         stream.delete("beacon:events")
         rounds = {label: [] for label in urls}
@@ -245,13 +292,18 @@ def main() -> int:
         for number in range(args.rounds):
             shift = number % len(labels)
             for label in labels[shift:] + labels[:shift]:
-                rounds[label].append(measured(urls[label], args.duration, args.connections, gunicorn.pid, redis_server.pid))
+                rounds[label].append(
+                    measured(urls[label], args.duration, args.connections, gunicorn.pid, redis_server.pid,
+                             nginx.pids() if nginx else [])
+                )
         # The workers ship what their journals hold as they exit.
         gunicorn.terminate()
         gunicorn.wait(timeout=30)
         stream_entries = stream.xlen("beacon:events")
         unshipped = sum(1 for _ in Path(os.environ["BEACON_SPOOL_DIR"]).glob("*.journal"))
     finally:
+        if nginx is not None:
+            nginx.stop()
         if gunicorn is not None and gunicorn.poll() is None:
             gunicorn.terminate()
             gunicorn.wait(timeout=30)
@@ -259,10 +311,11 @@ def main() -> int:
         redis_server.wait(timeout=30)
         shutil.rmtree(redis_dir, ignore_errors=True)
 
-    keys = ("rps", "p50", "p99", "cpu_ms", "web_cpu_ms", "redis_cpu_ms")
+    keys = ("rps", "p50", "p99", "cpu_ms", "web_cpu_ms", "redis_cpu_ms", "nginx_cpu_ms")
     medians = {label: {key: median(view_rounds, key) for key in keys} for label, view_rounds in rounds.items()}
     bare, click = medians[BARE], medians[CLICK]
-    clicks_answered = sum(r["requests"] - r["bad_status"] for r in rounds[CLICK])
+    click_labels = [CLICK, NGINX_CLICK] if args.nginx else [CLICK]
+    clicks_answered = sum(r["requests"] - r["bad_status"] for label in click_labels for r in rounds[label])
     # Requests in flight when wrk stopped may be recorded without their answers being counted.
     all_stored = stream_entries >= clicks_answered and unshipped == 0
     # Within a round the views ran seconds apart, under the same conditions: compare them there.
@@ -273,13 +326,18 @@ def main() -> int:
     pooled_ratio = sum(r["requests"] for r in rounds[CLICK]) / sum(r["requests"] for r in rounds[BARE])
     verdict = "met" if throughput_ratio >= 0.8 and p99_ratio < 2 and all_stored else "NOT met"
     transport = "a Unix socket" if args.unix_socket else "TCP on loopback"
+    nginx_cpu = (lambda m: f" + {m['nginx_cpu_ms']:.3f}") if args.nginx else (lambda m: "")
     rows = "\n".join(
         f"| {label} | {m['rps']:.0f} ({min(r['rps'] for r in rounds[label]):.0f}-{max(r['rps'] for r in rounds[label]):.0f}) "
-        f"| {m['p50']:.2f} | {m['p99']:.2f} | {m['web_cpu_ms']:.3f} + {m['redis_cpu_ms']:.3f} | {sum(r['bad_status'] for r in rounds[label])} |"
+        f"| {m['p50']:.2f} | {m['p99']:.2f} | {m['web_cpu_ms']:.3f} + {m['redis_cpu_ms']:.3f}{nginx_cpu(m)} | {sum(r['bad_status'] for r in rounds[label])} |"
         for label, m in medians.items()
     )
+    loads = [r["load"] for view_rounds in rounds.values() for r in view_rounds]
     per_round = ", ".join(f"{ratio:.0%}" for ratio in throughput_ratios)
-    options = (" --no-journal" if args.no_journal else "") + (" --unix-socket" if args.unix_socket else "")
+    options = (
+        (" --no-journal" if args.no_journal else "") + (" --unix-socket" if args.unix_socket else "")
+        + (" --nginx" if args.nginx else "")
+    )
     hand_off = (
         "one synchronous XADD per click (`BEACON_EVENT_JOURNAL=false`)" if args.no_journal
         else f"each click written to the worker's journal, shipped every {ship_ms} ms by its thread in one pipelined XADD round trip"
@@ -287,19 +345,19 @@ def main() -> int:
     body = f"""## Click redirect (bench/redirect.py{options}), Redis over {transport}
 
 Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared with wrk and Redis;
-load average before the run {load_before:.2f}): gunicorn {args.workers} sync workers, wrk 2 threads /
+load average before the run {load_before:.2f}, after each view {min(loads):.2f}-{max(loads):.2f}): gunicorn {args.workers} sync workers, wrk 2 threads /
 {args.connections} connections, {args.rounds} rounds of {args.duration} s per view in rotating order, Redis over
 {transport} with `appendonly yes`, `appendfsync {args.appendfsync}`;
 {hand_off}; PostgreSQL for the (cached) lookups.
 
-| view (median of {args.rounds} rounds) | req/s (lowest-highest) | p50 ms | p99 ms | CPU ms/request: gunicorn + redis | non-3xx |
+| view (median of {args.rounds} rounds) | req/s (lowest-highest) | p50 ms | p99 ms | CPU ms/request: gunicorn + redis{" + nginx" if args.nginx else ""} | non-3xx |
 |---|---|---|---|---|---|
 {rows}
 
 `{BARE}` answers the same 302 as a first click (Location, Cache-Control, Referrer-Policy, the browser-id and
 web-tracking cookies, made by the same function) without verifying a token, looking anything up or handing
 an event on; `{LOCATION}` is a 302 with a Location header only, for reference. CPU is user + system time per
-answered request, of the gunicorn workers and of redis-server.
+answered request, of the gunicorn workers and of redis-server{" (and of nginx's processes)" if args.nginx else ""}.
 
 Against the same 302, median of the rounds' ratios: throughput {throughput_ratio:.0%} (target >= 80%), p99
 {p99_ratio:.2f}x (target < 2x): **{verdict}**. Throughput ratio of each round: {per_round}; of all requests
@@ -311,8 +369,8 @@ wrk stopped were recorded, their answers not counted).
 A click costs {click['web_cpu_ms'] - bare['web_cpu_ms']:.3f} ms more gunicorn CPU than the same 302 answered bare, plus
 {click['redis_cpu_ms']:.3f} ms in redis-server: the token check, the cached lookups, the machine checks, the event's
 JSON and its hand-off ({"the synchronous XADD round trip" if args.no_journal else "the journal write, and the batched shipping"}).
-gunicorn, wrk and Redis share {os.cpu_count()} CPUs, so throughput follows CPU per request.
-"""
+gunicorn, wrk and Redis{" (and nginx)" if args.nginx else ""} share {os.cpu_count()} CPUs, so throughput follows CPU per request.
+{nginx_trade_off(rounds, medians, args.connections) if args.nginx else ""}"""
     write_section("bench/redirect.py" + options, body)
     print(body)
     return 0

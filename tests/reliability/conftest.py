@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.db import OperationalError, connection, connections
 
+from deploy.local_nginx import wait_for_port
 from tests.conftest import _service_missing
 
 
@@ -171,14 +172,41 @@ class BeaconProcesses:
             raise RuntimeError(f"the web process ended with {web.returncode}:\n{web.stderr.decode(errors='replace')}")
         return int(web.stdout)
 
+    def start_gunicorn(self, port: int, *, workers: int = 2, **environment: str) -> subprocess.Popen:
+        """gunicorn with sync workers on 127.0.0.1:`port`, serving Beacon on the test database; `environment`
+        adds to this process's. Returns once it listens."""
+        env = dict(
+            os.environ, BEACON_TEST_DATABASE_NAME=self._database_name(), CELERY_TASK_ALWAYS_EAGER="true",
+            PGAPPNAME="gunicorn", **environment,
+        )
+        # No control socket: its default path is one for every gunicorn of the user on the machine.
+        with open(self.directory / "gunicorn.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "tests.reliability.web_wsgi", "--preload", "--worker-class", "sync",
+                 "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--no-control-socket"],
+                cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        process.name = "gunicorn"
+        self.processes.append(process)
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{self.output(process)}") from None
+        return process
+
     def output(self, process: subprocess.Popen) -> str:
         return (self.directory / f"{process.name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+                # Killed, gunicorn's master would leave its workers behind: SIGINT ends them all at once.
+                process.send_signal(signal.SIGINT if process.name == "gunicorn" else signal.SIGKILL)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
 
 
 @pytest.fixture
