@@ -33,7 +33,10 @@ RULES: tuple[Rule, ...] = (
     Rule("4.2.2", None, FailureType.SOFT, FailureReason.MAILBOX_FULL),
     Rule("5.1.1", None, FailureType.HARD, FailureReason.USER_UNKNOWN),
     Rule("5.1.2", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
-    Rule("5.1.10", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
+    # RFC 7505 gives 5.1.10 to a domain that takes no mail (null MX); Exchange Online uses it for
+    # "RecipientNotFound".
+    Rule("5.1.10", r"null mx|domain", FailureType.HARD, FailureReason.INVALID_DOMAIN),
+    Rule("5.1.10", None, FailureType.HARD, FailureReason.USER_UNKNOWN),
     Rule("5.4.4", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
     Rule("5.1.6", None, FailureType.HARD, FailureReason.ACCOUNT_DISABLED),
     Rule("5.2.1", None, FailureType.HARD, FailureReason.ACCOUNT_DISABLED),
