@@ -89,7 +89,7 @@ def field_blocks(part: Message) -> list[Message]:
     """The blocks of fields of a report part (message/delivery-status, message/feedback-report)."""
     payload = part.get_payload()
     if isinstance(payload, list) and all(isinstance(block, Message) for block in payload):
-        blocks = list(payload)
+        blocks = payload[:MAX_PARTS]
         # The feedback-report parser reads one block; a delivery-status one may hold all in one too.
         if len(blocks) == 1 and blocks[0].get_payload() and isinstance(blocks[0].get_payload(), str):
             return [blocks[0], *_blocks_of(blocks[0].get_payload())]
