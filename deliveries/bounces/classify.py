@@ -44,7 +44,7 @@ RULES: tuple[Rule, ...] = (
     Rule("5.7.", None, FailureType.HARD, FailureReason.REFUSED),
     Rule("4.7.", None, FailureType.SOFT, FailureReason.REFUSED),
     Rule(None, r"quota|mailbox (is )?full|insufficient storage|out of storage|storage (space )?(exceeded|full)", None, FailureReason.MAILBOX_FULL),
-    Rule(None, r"(host|domain)( name)? not found|name service error|no mx|unrouteable|domain (does not exist|not exist)|\bdns\b", None, FailureReason.INVALID_DOMAIN),
+    Rule(None, r"(host|domain)( name)? not found|name service error|no mx|unrouteable|domain\b.{0,80}\b(does not exist|not exist)|\bdns\b", None, FailureReason.INVALID_DOMAIN),
     Rule(None, r"disabled|inactive|suspended|deactivated|no longer (active|in use|available)", None, FailureReason.ACCOUNT_DISABLED),
     Rule(
         None,

@@ -66,7 +66,7 @@ NOT_A_BOUNCE = BounceReport(BounceKind.NOT_A_BOUNCE)
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Original-Recipient", "To")
 _VERP_CANDIDATE_RE = re.compile(r"[^\s<>\"'(),;:]{1,64}\+[A-Za-z0-9_-]{16,64}@[A-Za-z0-9.-]{1,255}")
 _MESSAGE_ID_RE = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]{1,250}>)", re.I | re.M)
-_BASIC_CODE_RE = re.compile(r"(?:^|[\s;])([245])\d\d(?=[\s-]|$)")
+_BASIC_CODE_RE = re.compile(r"(?:^|[\s;])([245])\d\d(?=[\s:-]|$)")
 _AUTO_REPLY_SUBJECT_RE = re.compile(
     r"^\s*(auto(matic|matische)?[ _-]?(reply|response|answer|antwort)|auto:|autoreply|out of (the )?office"
     r"|vacation|on leave|abwesen|absence|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica"
