@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from deliveries import services
@@ -6,6 +11,7 @@ from deliveries.models import DeliveryStatus, Message
 from deliveries.tokens import Purpose, make_token
 from tests.factories import DeliveryFactory, ListFactory, ProfileFactory
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -112,3 +118,20 @@ def test_without_a_bounce_address_the_envelope_sender_is_the_from(
     [received] = smtp_server.received
     assert received.sender == "news@beacon.example"
     assert received.message["From"] == "News <news@beacon.example>"
+
+
+@pytest.mark.parametrize(
+    "value, accepted",
+    [("bounces@example.com", True), ("nope", False), ("a+b@example.com", False), ("Bounces <b@example.com>", False), ("x" * 41 + "@example.com", False)],
+)
+def test_the_setting_refuses_what_cannot_carry_a_token(value, accepted):
+    """A long local part would push the VERP address past SMTP's 64 characters; a '+' would be ambiguous."""
+    environment = {**os.environ, "BEACON_BOUNCE_ADDRESS": value}
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import beacon.settings"], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+    assert (result.returncode == 0) == accepted, result.stderr[-500:]
+    if not accepted:
+        assert "BEACON_BOUNCE_ADDRESS must be a plain address" in result.stderr
