@@ -115,7 +115,10 @@ def _parse(message: Message, envelope_recipient: str) -> BounceReport:
     return NOT_A_BOUNCE
 
 
-def _report(kind, recipients, message, original, envelope_recipient, original_text) -> BounceReport:
+def _report(
+    kind: BounceKind, recipients: list[FailedRecipient], message: Message, original: Message | None,
+    envelope_recipient: str, original_text: str,
+) -> BounceReport:
     message_id = header(original, "Message-ID") if original is not None else ""
     if not message_id and original_text:
         found = _MESSAGE_ID_RE.search(original_text)
@@ -127,7 +130,7 @@ def _report(kind, recipients, message, original, envelope_recipient, original_te
 
 
 def _verp_message_id(message: Message, original: Message | None, envelope_recipient: str, original_text: str) -> int | None:
-    candidates = [envelope_recipient]
+    candidates = [envelope_recipient if isinstance(envelope_recipient, str) else ""]
     for name in _ENVELOPE_HEADERS:
         candidates += all_headers(message, name)
     if original is not None:

@@ -103,3 +103,9 @@ def test_a_token_signed_with_another_key_matches_nothing(settings):
 
 def test_a_text_string_is_read_like_bytes():
     assert parse_bounce((CORPUS / "gmail_user_unknown.eml").read_text()).recipients[0].status == "5.1.1"
+
+
+def test_a_missing_envelope_recipient_does_not_lose_the_bounce():
+    report = parse_bounce((CORPUS / "gmail_user_unknown.eml").read_bytes(), envelope_recipient=None)
+
+    assert (report.kind, report.verp_message_id) == (B, 107)
