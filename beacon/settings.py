@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -232,6 +233,11 @@ BEACON_SIGNING_KEYS = env_list("BEACON_SIGNING_KEYS") or [hashlib.sha256(("beaco
 if not DEBUG and (problem := weak_keys_message("BEACON_SIGNING_KEYS", BEACON_SIGNING_KEYS)):
     raise ImproperlyConfigured(problem)
 BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
+# The mailbox bounces come back to: set, every message's envelope sender (return path) becomes
+# `local+<signed message token>@domain`, so a bounce names its message (deliveries.bounces.verp).
+BEACON_BOUNCE_ADDRESS = os.environ.get("BEACON_BOUNCE_ADDRESS", "").strip()
+if BEACON_BOUNCE_ADDRESS and not re.fullmatch(r"[^@\s+<>]{1,40}@[A-Za-z0-9.-]{1,253}", BEACON_BOUNCE_ADDRESS):
+    raise ImproperlyConfigured("BEACON_BOUNCE_ADDRESS must be a plain address without '+', e.g. bounces@example.com.")
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))

@@ -84,6 +84,8 @@ class FailureReason(models.TextChoices):
     ACCOUNT_DISABLED = "account_disabled", "Account disabled"
     MAILBOX_FULL = "mailbox_full", "Mailbox full"
     REFUSED = "refused", "Refused"
+    # A feedback-loop report (ARF): the recipient marked a message as spam.
+    COMPLAINT = "complaint", "Complaint"
     DENYLISTED = "denylisted", "Address on denylist"
     QUARANTINED = "quarantined", "Address in quarantine"
     DUPLICATE = "duplicate", "Duplicate"

@@ -1,14 +1,14 @@
 """Synchronous SMTP errors at send time, normalized into Beacon's failure type and reason.
 
-The table is read top to bottom; the first rule whose enhanced status code prefix (RFC 3463) or
-wording matches wins, then the basic reply code decides (4xx soft, 5xx hard). Errors of the
+The table is `deliveries.bounces.classify.RULES`, shared with asynchronous bounces (docs/bounces.md);
+the basic reply code gives the status class (4xx soft, 5xx hard). Errors of the
 connection to our own relay (refused, timeout, disconnected) are soft `unreachable` and are not the
 recipient's fault, so they do not count as a bounce of the address.
 """
-import re
 import smtplib
 from dataclasses import dataclass
 
+from deliveries.bounces.classify import ENHANCED_STATUS_RE, classify
 from deliveries.models import FailureReason, FailureType
 
 
@@ -21,41 +21,12 @@ class Classification:
     is_bounce: bool
 
 
-# (enhanced status prefix, wording pattern, failure type or None for "from the reply code", reason)
-RULES: list[tuple[str | None, str | None, str | None, str]] = [
-    ("5.2.2", None, FailureType.SOFT, FailureReason.MAILBOX_FULL),
-    ("4.2.2", None, FailureType.SOFT, FailureReason.MAILBOX_FULL),
-    ("5.1.1", None, FailureType.HARD, FailureReason.USER_UNKNOWN),
-    ("5.1.2", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
-    ("5.1.10", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
-    ("5.4.4", None, FailureType.HARD, FailureReason.INVALID_DOMAIN),
-    ("5.2.1", None, FailureType.HARD, FailureReason.ACCOUNT_DISABLED),
-    ("4.4.", None, FailureType.SOFT, FailureReason.UNREACHABLE),
-    ("5.7.", None, FailureType.HARD, FailureReason.REFUSED),
-    ("4.7.", None, FailureType.SOFT, FailureReason.REFUSED),
-    (None, r"quota|mailbox (is )?full|insufficient storage", None, FailureReason.MAILBOX_FULL),
-    (None, r"user unknown|no such user|unknown user|does not exist|mailbox unavailable|recipient rejected", None, FailureReason.USER_UNKNOWN),
-    (None, r"(host|domain)( name)? not found|name service error|no mx|dns|unrouteable", None, FailureReason.INVALID_DOMAIN),
-    (None, r"disabled|inactive|suspended", None, FailureReason.ACCOUNT_DISABLED),
-    (None, r"spam|blocked|policy|denied|blacklist|blocklist", None, FailureReason.REFUSED),
-]
-_ENHANCED_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
 def classify_reply(code: int, text: str) -> Classification:
     """Classifies one SMTP reply (e.g. 550, "5.1.1 User unknown")."""
-    enhanced_match = _ENHANCED_RE.search(text)
+    enhanced_match = ENHANCED_STATUS_RE.search(text)
     enhanced = enhanced_match.group(0) if enhanced_match else ""
-    lowered = text.lower()
-    default_type = FailureType.SOFT if 400 <= code < 500 else FailureType.HARD
-    detail = f"{code} {text}".strip()[:1000]
-    for prefix, pattern, failure_type, reason in RULES:
-        if prefix is not None and not (enhanced == prefix or (prefix.endswith(".") and enhanced.startswith(prefix))):
-            continue
-        if pattern is not None and not re.search(pattern, lowered):
-            continue
-        return Classification(failure_type or default_type, reason, detail, is_bounce=True)
-    return Classification(default_type, FailureReason.UNDEFINED, detail, is_bounce=True)
+    failure_type, reason = classify(4 if 400 <= code < 500 else 5, enhanced, text)
+    return Classification(failure_type, reason, f"{code} {text}".strip()[:1000], is_bounce=True)
 
 
 def _decoded(value: bytes | str) -> str:

@@ -36,6 +36,8 @@ class Purpose(IntEnum):
     OPEN = 2
     MIRROR = 3
     UNSUBSCRIBE = 4
+    # The VERP return path of a message (deliveries.bounces.verp).
+    BOUNCE = 5
 
 
 class TokenData(NamedTuple):

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 
+from deliveries.bounces.verp import verp_address
 from deliveries.models import Delivery, Message
 from deliveries.services.rendering import SendContent
 from profiles.models import EmailFormat
@@ -76,8 +77,14 @@ def _email_for(
         "List-Unsubscribe": list_unsubscribe,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+    # Django's SMTP backend gives `from_email` as MAIL FROM and writes the From header from
+    # headers["From"] when there is one: the VERP return path goes to the envelope only.
+    envelope_sender = delivery.from_email
+    if settings.BEACON_BOUNCE_ADDRESS:
+        headers["From"] = delivery.from_email
+        envelope_sender = verp_address(message.id, settings.BEACON_BOUNCE_ADDRESS)
     email = PreparedEmail(
-        rendered.subject, rendered.text or rendered.html, delivery.from_email, [message.email],
+        rendered.subject, rendered.text or rendered.html, envelope_sender, [message.email],
         headers=headers, reply_to=[delivery.reply_to] if delivery.reply_to else None, connection=connection,
     )
     if rendered.html and rendered.text:
