@@ -29,6 +29,7 @@ from profiles.models import (
     ListImportStatus,
     ListMembership,
     Profile,
+    ProfileErasure,
 )
 
 if TYPE_CHECKING:  # the auth models cannot be imported before the app registry is ready
@@ -186,6 +187,37 @@ def profile_restore(*, profile_ids: list[int]) -> int:
     return Profile.objects.filter(pk__in=profile_ids, email_status=EmailStatus.QUARANTINED).update(
         email_status=EmailStatus.VALID, quarantined_at=None, soft_bounce_count=0, updated_at=timezone.now()
     )
+
+
+# How a person is erased: `tracking.services.profile_erase`, handed in by `tracking.apps` at start-up,
+# since erasing changes the messages and events of the apps above this one.
+_eraser: Callable[..., ProfileErasure] | None = None
+
+
+def profile_eraser_register(eraser: Callable[..., ProfileErasure]) -> None:
+    global _eraser
+    _eraser = eraser
+
+
+def profile_erase(*, profile_id: int, actor: User | None = None) -> ProfileErasure:
+    """Erases the person (see `tracking.services.profile_erase`): what deleting a profile does here too,
+    so that no way of removing someone leaves their address on the messages sent to them."""
+    if _eraser is None:
+        raise RuntimeError("No profile eraser registered: tracking.apps registers it when the apps are ready.")
+    return _eraser(profile_id=profile_id, actor=actor)
+
+
+def profile_erase_records(*, profile: Profile, actor: User | None, messages_anonymized: int, events_anonymized: int) -> ProfileErasure:
+    """Deletes the (locked) profile and its list memberships, and records the erasure without the address:
+    the last step of `tracking.services.profile_erase`, once the messages and events hold it no more."""
+    erasure = ProfileErasure.objects.create(
+        profile_id=profile.pk,
+        actor=actor if getattr(actor, "pk", None) else None,
+        messages_anonymized=messages_anonymized,
+        events_anonymized=events_anonymized,
+    )
+    profile.delete()
+    return erasure
 
 
 # --- CSV import -----------------------------------------------------------------------------------
