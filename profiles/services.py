@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.validators import validate_email
@@ -208,8 +210,13 @@ def profile_erase(*, profile_id: int, actor: User | None = None) -> ProfileErasu
 
 
 def profile_erase_records(*, profile: Profile, actor: User | None, messages_anonymized: int, events_anonymized: int) -> ProfileErasure:
-    """Deletes the (locked) profile and its list memberships, and records the erasure without the address:
-    the last step of `tracking.services.profile_erase`, once the messages and events hold it no more."""
+    """Deletes the (locked) profile and its list memberships, renames it in the admin's history and records
+    the erasure without the address: the last step of `tracking.services.profile_erase`, once the
+    messages and events hold it no more."""
+    # The admin's history names an object by its `str`, the address: it keeps the entries, not the name.
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Profile), object_id=str(profile.pk)).update(
+        object_repr=f"Profile {profile.pk} (erased)"
+    )
     erasure = ProfileErasure.objects.create(
         profile_id=profile.pk,
         actor=actor if getattr(actor, "pk", None) else None,

@@ -281,3 +281,40 @@ def test_the_erase_page_of_no_such_profile_is_a_404(path, client):
     assert client.get(path).status_code == 404
     assert client.post(path).status_code == 404
 
+
+
+def test_deleting_a_profile_in_the_admin_erases_it(person, client):
+    client.force_login(RoleUserFactory(role=ADMINISTRATOR))
+
+    response = client.post(f"/admin/profiles/profile/{person.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Profile.objects.filter(pk=person.pk).exists()
+    assert _rows_holding(ADDRESS) == [] and _rows_holding(IP) == []
+    assert ProfileErasure.objects.get().profile_id == person.pk
+
+
+def test_deleting_selected_profiles_in_the_admin_erases_each_and_says_which_were_refused(person, client):
+    other = ProfileFactory()
+    MessageFactory(profile=other, delivery=DeliveryFactory(status=DeliveryStatus.SENDING), status=MessageStatus.PENDING)
+    client.force_login(RoleUserFactory(role=ADMINISTRATOR))
+
+    response = client.post(
+        "/admin/profiles/profile/",
+        {"action": "delete_selected", "_selected_action": [person.pk, other.pk], "post": "yes"},
+        follow=True,
+    )
+
+    assert f"Profile {other.pk}: Delivery" in response.content.decode()
+    assert list(Profile.objects.values_list("pk", flat=True)) == [other.pk]
+    assert _rows_holding(ADDRESS) == []
+
+
+def test_deleting_a_profile_a_delivery_may_still_send_to_in_the_admin_is_refused(person, client):
+    MessageFactory(profile=person, delivery=DeliveryFactory(status=DeliveryStatus.SENDING), status=MessageStatus.PENDING)
+    client.force_login(RoleUserFactory(role=ADMINISTRATOR))
+
+    response = client.post(f"/admin/profiles/profile/{person.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 403
+    assert Profile.objects.filter(pk=person.pk).exists()
