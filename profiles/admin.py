@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -9,7 +10,7 @@ from django.utils.html import format_html
 from accounts.admin import RoleAdminMixin
 from accounts.decorators import action_required
 from accounts.roles import MANAGE
-from beacon.exceptions import ServiceError
+from beacon.exceptions import NotFound, ServiceError
 from beacon.forms import StorableJSONField
 from profiles import services
 from profiles.models import List, ListImport, ListImportRejection, ListMembership, Profile
@@ -37,6 +38,20 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     actions = ["opt_out", "restore_to_valid"]
     # The change page links to the profile's Tracking tab (tracking.admin.ProfileTrackingAdmin).
     change_form_template = "profiles/admin/profile_change_form.html"
+
+    def delete_model(self, request, obj: Profile) -> None:
+        """Deleting a profile erases the person, as the API's DELETE does: no address left on their messages."""
+        try:
+            services.profile_erase(profile_id=obj.pk, actor=request.user)
+        except ServiceError as error:
+            raise PermissionDenied(error.message) from error
+
+    def delete_queryset(self, request, queryset) -> None:
+        for profile_id in queryset.values_list("pk", flat=True):
+            try:
+                services.profile_erase(profile_id=profile_id, actor=request.user)
+            except (NotFound, ServiceError) as error:
+                self.message_user(request, f"Profile {profile_id}: {error.message}", messages.ERROR)
 
     @admin.display(description="Tracking")
     def tracking_link(self, profile: Profile) -> str:

@@ -80,6 +80,12 @@ class ProfileViewSet(viewsets.ModelViewSet):
         profile = services.profile_create(**data.validated_data)
         return Response(ProfileOutputSerializer(profile).data, status=status.HTTP_201_CREATED)
 
+    def destroy(self, request, *args, **kwargs):
+        """Erases the person, as `POST /api/profiles/<id>/erase/` does: a profile is never deleted in a
+        way that leaves their address on the messages sent to them."""
+        services.profile_erase(profile_id=self.get_object().pk, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def update(self, request, *args, **kwargs):
         profile = self.get_object()
         data = ProfileInputSerializer(data=request.data, partial=kwargs.get("partial", False))

@@ -148,3 +148,20 @@ class ListImportRejection(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+
+class ProfileErasure(models.Model):
+    """The record that a person was erased (`tracking.services.profile_erase`): who, when, and how much was
+    anonymized, keyed by the id the profile had. Never the address: keeping it would undo the erasure."""
+
+    profile_id = models.BigIntegerField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    erased_at = models.DateTimeField(auto_now_add=True)
+    messages_anonymized = models.PositiveIntegerField(default=0)
+    events_anonymized = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"profile {self.profile_id} erased"

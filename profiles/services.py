@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.validators import validate_email
@@ -29,6 +31,7 @@ from profiles.models import (
     ListImportStatus,
     ListMembership,
     Profile,
+    ProfileErasure,
 )
 
 if TYPE_CHECKING:  # the auth models cannot be imported before the app registry is ready
@@ -186,6 +189,42 @@ def profile_restore(*, profile_ids: list[int]) -> int:
     return Profile.objects.filter(pk__in=profile_ids, email_status=EmailStatus.QUARANTINED).update(
         email_status=EmailStatus.VALID, quarantined_at=None, soft_bounce_count=0, updated_at=timezone.now()
     )
+
+
+# How a person is erased: `tracking.services.profile_erase`, handed in by `tracking.apps` at start-up,
+# since erasing changes the messages and events of the apps above this one.
+_eraser: Callable[..., ProfileErasure] | None = None
+
+
+def profile_eraser_register(eraser: Callable[..., ProfileErasure]) -> None:
+    global _eraser
+    _eraser = eraser
+
+
+def profile_erase(*, profile_id: int, actor: User | None = None) -> ProfileErasure:
+    """Erases the person (see `tracking.services.profile_erase`): what deleting a profile does here too,
+    so that no way of removing someone leaves their address on the messages sent to them."""
+    if _eraser is None:
+        raise RuntimeError("No profile eraser registered: tracking.apps registers it when the apps are ready.")
+    return _eraser(profile_id=profile_id, actor=actor)
+
+
+def profile_erase_records(*, profile: Profile, actor: User | None, messages_anonymized: int, events_anonymized: int) -> ProfileErasure:
+    """Deletes the (locked) profile and its list memberships, renames it in the admin's history and records
+    the erasure without the address: the last step of `tracking.services.profile_erase`, once the
+    messages and events hold it no more."""
+    # The admin's history names an object by its `str`, the address: it keeps the entries, not the name.
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Profile), object_id=str(profile.pk)).update(
+        object_repr=f"Profile {profile.pk} (erased)"
+    )
+    erasure = ProfileErasure.objects.create(
+        profile_id=profile.pk,
+        actor=actor if getattr(actor, "pk", None) else None,
+        messages_anonymized=messages_anonymized,
+        events_anonymized=events_anonymized,
+    )
+    profile.delete()
+    return erasure
 
 
 # --- CSV import -----------------------------------------------------------------------------------

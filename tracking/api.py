@@ -1,13 +1,16 @@
-"""Events API: a profile's Tracking tab, all events, a delivery's events."""
+"""Events API: a profile's Tracking tab, all events, a delivery's events; a person's export and erase."""
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, viewsets
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from accounts.roles import REMOVE_PROFILES
 
 from deliveries.models import Delivery
 from profiles.models import Profile
-from tracking import selectors
+from tracking import selectors, services
 from tracking.models import EventType, TrackingEvent
 
 
@@ -162,3 +165,31 @@ class DeliveryEventListApi(EventListApi):
         filters = _filters(self.request, with_profile=True)
         filters["delivery_id"] = delivery.pk
         return selectors.events_filter(**filters)
+
+
+class ProfilePrivacyViewSet(viewsets.ViewSet):
+    """A person's privacy rights. `GET /api/profiles/<id>/export/`: everything Beacon holds on them, as
+    JSON (roles that read personal data). `POST /api/profiles/<id>/erase/`: the person erased, their
+    events kept anonymously, every report unchanged (administrators; 409 while a delivery may still send
+    to them). Here, not in profiles, because both read or change tracking's events."""
+
+    personal_data = True
+    # Erasing removes a person: REMOVE_PROFILES ("delete or erase a profile"), not PURGE, which is
+    # retention's clean-up of old data, nobody in particular.
+    required_actions = {"erase": REMOVE_PROFILES}
+
+    @extend_schema(responses={200: dict})
+    def export(self, request, profile_id: int):
+        # An attachment: the profile page's button downloads it as a file.
+        disposition = f'attachment; filename="profile-{profile_id}.json"'
+        return Response(selectors.profile_export(profile_id=profile_id), headers={"Content-Disposition": disposition})
+
+    @extend_schema(request=None, responses={200: dict})
+    def erase(self, request, profile_id: int):
+        erasure = services.profile_erase(profile_id=profile_id, actor=request.user)
+        return Response({
+            "erased": True,
+            "profile_id": erasure.profile_id,
+            "messages_anonymized": erasure.messages_anonymized,
+            "events_anonymized": erasure.events_anonymized,
+        })

@@ -1,4 +1,4 @@
-"""Reads of tracking events: the profile Tracking tab, the events API, the admin; and the state of
+"""Reads of tracking events: the profile Tracking tab, the events API, the admin, a person's export; and the state of
 ingestion for the Settings page (the stream's backlog, spool files waiting, events past an id)."""
 from datetime import datetime
 from pathlib import Path
@@ -6,11 +6,12 @@ from typing import NamedTuple
 
 import redis
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from deliveries.content import render_label, render_link_url
-from deliveries.models import Delivery, TrackingMode
-from profiles.models import Profile
+from beacon.exceptions import NotFound
+from deliveries.models import Delivery, Message, TrackingMode
+from profiles.models import ListMembership, Profile
 from tracking.ingest.journal import REPLAY_SUFFIX
 from tracking.ingest.redis_stream import redis_client
 from tracking.ingest.spool import SPOOL_SUFFIX
@@ -137,3 +138,36 @@ def spool_files_waiting() -> int:
 def events_count_after(*, event_id: int, limit: int) -> int:
     """How many events have an id above `event_id`, counted up to `limit` (a bounded index range scan)."""
     return TrackingEvent.objects.filter(id__gt=event_id).order_by()[:limit].count()
+
+
+# What a person's export names of each of their messages and events (every column that is about them).
+_EXPORT_MESSAGE_FIELDS = (
+    "id", "delivery_id", "delivery__label", "delivery__subject", "email", "email_format", "status", "failure_type",
+    "failure_reason", "failure_detail", "smtp_message_id", "sent_at", "created_at",
+)
+_EXPORT_EVENT_FIELDS = (
+    "event_id", "type", "logged_at", "delivery_id", "message_id", "tracked_url__url", "tracked_url__label",
+    "user_agent__raw", "ip", "browser_id", "page_url", "amount", "is_machine", "machine_reason",
+)
+
+
+def profile_export(*, profile_id: int) -> dict:
+    """Everything Beacon holds on the person (the privacy export of DESIGN.md): the profile with its
+    bounce, quarantine and opt-out fields, their list memberships, their messages and every event of
+    the profile or of its messages (a person without tracking consent has events on their messages
+    only). One query per part, whatever the number of rows; NotFound if there is no such profile."""
+    profile = Profile.objects.filter(pk=profile_id).values().first()
+    if profile is None:
+        raise NotFound("No such profile.")
+    messages = Message.objects.filter(profile_id=profile_id)
+    events = TrackingEvent.objects.filter(Q(profile_id=profile_id) | Q(message_id__in=messages.values("id")))
+    return {
+        "profile": profile,
+        "lists": list(
+            ListMembership.objects.filter(profile_id=profile_id)
+            .order_by("list__name")
+            .values("list_id", "list__name", "added_at")
+        ),
+        "messages": list(messages.order_by("id").values(*_EXPORT_MESSAGE_FIELDS)),
+        "events": list(events.order_by("logged_at", "id").values(*_EXPORT_EVENT_FIELDS)),
+    }

@@ -1,4 +1,4 @@
-"""Writes of the tracking app: a recipient's opt-out.
+"""Writes of the tracking app: a recipient's opt-out, and a person's erasure.
 
 Events are stored by ``tracking.ingest``, user agents parsed by ``tracking.user_agents``.
 """
@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 
 from django.db import DatabaseError, transaction
 
-from profiles.services import profile_opt_out
+from beacon.exceptions import NotFound
+from deliveries.models import Message
+from deliveries.services import profile_messages_anonymize
+from profiles.models import Profile, ProfileErasure
+from profiles.services import profile_erase_records, profile_opt_out
 from tracking import lookups
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
-from tracking.ingest.store import events_store
+from tracking.ingest.store import events_anonymize, events_store
 from tracking.models import EventType
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
@@ -41,3 +45,28 @@ def message_opt_out(*, message_id: int, tracked_url_id: int | None, user_agent: 
             events_store([event])
     except DatabaseError as exc:
         raise EventNotStored from exc
+
+
+def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
+    """Erases a person (the privacy erase of DESIGN.md): the profile and its list memberships go, the
+    address goes from every message (kept as `erased@<domain>`), their events stay unlinked and without
+    IP, and an address-free `ProfileErasure` records it. Every report is unchanged, before and after a
+    recompute: nothing the consolidation or the delivery-log statistics count by is touched.
+
+    Here because tracking is the highest app whose tables this changes; each app's rows change through
+    its own services, in one transaction under the profile's row lock (a second erase waits, then finds
+    no profile: 404). Refused (409) while a delivery may still send to the person."""
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
+        if profile is None:
+            raise NotFound("No such profile.")
+        message_ids = list(Message.objects.filter(profile_id=profile.pk).values_list("id", flat=True))
+        addresses = {profile.email.lower()} | {
+            email.lower() for email in Message.objects.filter(profile_id=profile.pk).values_list("email", flat=True).distinct()
+        }
+        messages = profile_messages_anonymize(profile_id=profile.pk, addresses=addresses)
+        events = events_anonymize(profile_id=profile.pk, message_ids=message_ids, addresses=addresses)
+        erasure = profile_erase_records(profile=profile, actor=actor, messages_anonymized=messages, events_anonymized=events)
+    # This process's cached message lookups still name the profile; other processes' expire within their TTL.
+    transaction.on_commit(lookups.clear_caches)
+    return erasure

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tracking import views
+from tracking import privacy_views, views
 
 app_name = "tracking"
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("w/p.gif", views.web_pixel, name="web-pixel"),
     path("w/opt-out", views.web_opt_out, name="web-opt-out"),
     path("profiles/<int:profile_id>/tracking/", views.profile_tracking, name="profile-tracking"),
+    path("profiles/<int:profile_id>/erase/", privacy_views.profile_erase, name="profile-erase"),
 ]

@@ -9,7 +9,8 @@
 - `proofs`: proof sends;
 - `tracked_urls`: edits of a delivery's links;
 - `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
-- `backdating`: demo data, a delivery as if sent some time ago.
+- `backdating`: demo data, a delivery as if sent some time ago;
+- `privacy`: an erased person's messages made anonymous.
 
 Callers use the names below (`from deliveries import services`); the underscored helpers the modules
 share stay inside the package.
@@ -35,6 +36,7 @@ from deliveries.services.lifecycle import (
     delivery_validate,
     send_batch_queuer_register,
 )
+from deliveries.services.privacy import erased_address, profile_messages_anonymize
 from deliveries.services.proofs import MAX_ID, delivery_proof
 from deliveries.services.rendering import delivery_preview_render, message_render, send_content
 from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
@@ -71,6 +73,8 @@ __all__ = [
     "delivery_send_batch",
     "delivery_update",
     "delivery_validate",
+    "erased_address",
+    "profile_messages_anonymize",
     "message_render",
     "send_batch_queuer_register",
     "send_content",

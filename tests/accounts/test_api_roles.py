@@ -27,7 +27,9 @@ ENDPOINTS = [
     ("get", "/api/profiles/{p}/", None, MARKETER),
     ("put", "/api/profiles/{p}/", {"email": "renamed@example.org"}, MARKETER),
     ("patch", "/api/profiles/{p}/", {"first_name": "Ada"}, MARKETER),
+    ("get", "/api/profiles/{p}/export/", None, MARKETER),
     ("delete", "/api/profiles/{p}/", None, ADMINISTRATOR),
+    ("post", "/api/profiles/{p}/erase/", None, ADMINISTRATOR),
     ("get", "/api/profiles/{p}/tracking/", None, MARKETER),
     # Lists: names and sizes are aggregates; members are people.
     ("get", "/api/lists/", None, VIEWER),

@@ -1,5 +1,6 @@
-"""Storing events: the only writer of TrackingEvent rows (it inserts them; `events_delete` and
-`events_move` are retention's purge and the demo data's time move, which other apps call).
+"""Storing events: the only writer of TrackingEvent rows (it inserts them; `events_delete`,
+`events_move` and `events_anonymize` are retention's purge, the demo data's time move and a person's
+erasure, which other apps call).
 
 ``events_store`` is what every stage ends in (a handler's direct write, the journal's shipper, the
 stream consumer, the spool's replay). Per batch of up to STORE_BATCH_SIZE events it resolves the user
@@ -10,6 +11,7 @@ first time are announced with the signal ``user_agents_seen`` once committed.
 """
 import hashlib
 import io
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -218,3 +220,21 @@ def events_delete(*, event_ids: list[int]) -> int:
     period). Returns how many were deleted."""
     deleted, _ = TrackingEvent.objects.filter(id__in=event_ids).delete()
     return deleted
+
+
+def events_anonymize(*, profile_id: int, message_ids: list[int], addresses: set[str]) -> int:
+    """An erased person's events, kept anonymously: unlinked from the profile, their IP cleared, and any of
+    `addresses` a web page's URL carried cut out. Every column the consolidation counts by (type, times,
+    delivery, message, link, user agent, browser id, machine flag) stays, so a recompute counts them alike.
+    The events are the profile's and those of its messages (a person without tracking consent has events
+    linked to their messages only). Returns how many events."""
+    events = TrackingEvent.objects.filter(profile_id=profile_id)
+    if message_ids:
+        events = events | TrackingEvent.objects.filter(message_id__in=message_ids)
+    if addresses:
+        quoted = re.compile("|".join(re.escape(address) for address in sorted(addresses, key=len, reverse=True)), re.IGNORECASE)
+        pages = [event for event in events.exclude(page_url="").only("id", "page_url") if quoted.search(event.page_url)]
+        for event in pages:
+            event.page_url = quoted.sub("", event.page_url)
+        TrackingEvent.objects.bulk_update(pages, ["page_url"], batch_size=1000)
+    return events.update(profile=None, ip=None)
