@@ -232,6 +232,8 @@ BEACON_SIGNING_KEYS = env_list("BEACON_SIGNING_KEYS") or [hashlib.sha256(("beaco
 if not DEBUG and (problem := weak_keys_message("BEACON_SIGNING_KEYS", BEACON_SIGNING_KEYS)):
     raise ImproperlyConfigured(problem)
 BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
+# Soft bounces quarantine an address at the 5th within this many days (profiles.services.quarantine).
+BEACON_SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("BEACON_SOFT_BOUNCE_WINDOW_DAYS", "7"))
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))
