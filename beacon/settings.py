@@ -280,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],
+    # A profile's status and a release's previous status are one choice set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"EmailStatusEnum": "profiles.models.EmailStatus"},
 }
 
 LOGGING = {
