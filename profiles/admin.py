@@ -32,7 +32,7 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_filter = ["email_status", "email_format", "tracking_consent", "lists"]
     search_fields = ["email", "first_name", "last_name"]
     readonly_fields = [
-        "opted_out_at", "quarantined_at", "email_status_reason", "email_status_changed_at", "soft_bounce_count",
+        "email_status", "opted_out_at", "quarantined_at", "email_status_reason", "email_status_changed_at", "soft_bounce_count",
         "soft_bounces_cleared_at", "created_at", "updated_at",
     ]
     date_hierarchy = "created_at"

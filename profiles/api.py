@@ -97,7 +97,6 @@ class ProfileViewSet(viewsets.ModelViewSet):
         profile = services.profile_update(profile=profile, **data.validated_data)
         return Response(ProfileOutputSerializer(profile).data)
 
-
     @extend_schema(request=None, responses={200: AddressReleaseOutputSerializer})
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):

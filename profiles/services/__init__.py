@@ -148,6 +148,12 @@ def list_remove_profiles(*, list_obj: List, profile_ids: list[int]) -> int:
 
 
 def profile_update(*, profile: Profile, **fields) -> Profile:
+    if fields.get("email_status", profile.email_status) != profile.email_status:
+        # Bounces, complaints and opt-outs set it; only an administrator's audited release lifts it.
+        raise ValidationError({"email_status": [
+            "The email status is not edited: it follows bounces, complaints and opt-outs, and an administrator "
+            "releases an address (POST /api/profiles/<id>/release/)."
+        ]})
     if "email" in fields:
         email = normalize_email(fields["email"])
         try:

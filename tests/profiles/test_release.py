@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from accounts.roles import ADMINISTRATOR
+from accounts.roles import ADMINISTRATOR, MARKETER
 from profiles.models import AddressRelease, EmailStatus, Profile
 from profiles.services import profile_opt_out
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE, allowed
@@ -120,3 +120,24 @@ def test_hostile_ids_are_a_404_never_a_500(profile_id, client):
     assert client.post(f"/api/profiles/{profile_id}/release/").status_code == 404
     assert client.post(f"/profiles/{profile_id}/release/").status_code in (400, 404)
     assert client.get(f"/profiles/{profile_id}/release/").status_code in (400, 404)
+
+
+@pytest.mark.parametrize("caller", [MARKETER, ADMINISTRATOR])
+def test_the_status_is_not_edited_through_the_api_or_the_admin(caller, client):
+    sign_in(client, caller)
+    profile = quarantined()
+
+    response = client.patch(f"/api/profiles/{profile.pk}/", {"email_status": "valid"}, content_type="application/json")
+    same = client.patch(f"/api/profiles/{profile.pk}/", {"email_status": "quarantined", "first_name": "Ann"}, content_type="application/json")
+
+    assert response.status_code == 400 and "email_status" in response.json()["fields"]
+    assert same.status_code == 200
+    assert not released(profile) and profile.first_name == "Ann"
+    assert not AddressRelease.objects.exists()
+
+
+def test_the_admin_change_form_shows_the_status_read_only(client):
+    client.force_login(RoleUserFactory(role=ADMINISTRATOR, is_staff=True))
+    page = client.get(f"/admin/profiles/profile/{quarantined().pk}/change/")
+    assert page.status_code == 200
+    assert 'name="email_status"' not in page.content.decode() and "Quarantined" in page.content.decode()
