@@ -10,9 +10,12 @@ staff (`manage.py beacon_user <name> --role marketer --staff`), and then see wha
 """
 from django.http import HttpRequest
 
-from accounts.roles import MANAGE, can
+from accounts.roles import MANAGE, RELEASE_ADDRESSES, can
 
 
 class RoleAdminMixin:
     def has_manage_permission(self, request: HttpRequest) -> bool:
         return can(request.user, MANAGE)
+
+    def has_release_addresses_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, RELEASE_ADDRESSES)

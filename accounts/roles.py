@@ -46,6 +46,8 @@ READ_PERSONAL_DATA = "read_personal_data"
 MANAGE = "manage"
 # Delete or erase a profile (the person goes; their events stay, anonymous).
 REMOVE_PROFILES = "remove_profiles"
+# Release a quarantined or denylisted address back to valid (audited).
+RELEASE_ADDRESSES = "release_addresses"
 # Purge events and other data past retention, by hand.
 PURGE = "purge"
 # Create users, give roles, reset passwords.
@@ -57,7 +59,7 @@ MANAGE_SETTINGS = "manage_settings"
 
 _VIEWER_ACTIONS = frozenset({READ_REPORTS})
 _MARKETER_ACTIONS = _VIEWER_ACTIONS | {READ_PERSONAL_DATA, MANAGE}
-ACTIONS = frozenset({READ_REPORTS, READ_PERSONAL_DATA, MANAGE, REMOVE_PROFILES, PURGE, MANAGE_USERS, MANAGE_WEBHOOKS, MANAGE_SETTINGS})
+ACTIONS = frozenset({READ_REPORTS, READ_PERSONAL_DATA, MANAGE, REMOVE_PROFILES, RELEASE_ADDRESSES, PURGE, MANAGE_USERS, MANAGE_WEBHOOKS, MANAGE_SETTINGS})
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     VIEWER: _VIEWER_ACTIONS,
     MARKETER: _MARKETER_ACTIONS,

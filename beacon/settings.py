@@ -238,6 +238,8 @@ BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
 BEACON_BOUNCE_ADDRESS = os.environ.get("BEACON_BOUNCE_ADDRESS", "").strip()
 if BEACON_BOUNCE_ADDRESS and not re.fullmatch(r"[^@\s+<>]{1,40}@[A-Za-z0-9.-]{1,253}", BEACON_BOUNCE_ADDRESS):
     raise ImproperlyConfigured("BEACON_BOUNCE_ADDRESS must be a plain address without '+', e.g. bounces@example.com.")
+# Soft bounces quarantine an address at the 5th within this many days (profiles.services.quarantine).
+BEACON_SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("BEACON_SOFT_BOUNCE_WINDOW_DAYS", "7"))
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))
@@ -284,6 +286,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],
+    # A profile's status and a release's previous status are one choice set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"EmailStatusEnum": "profiles.models.EmailStatus"},
 }
 
 LOGGING = {

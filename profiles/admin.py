@@ -10,10 +10,11 @@ from django.utils.html import format_html
 from accounts.admin import RoleAdminMixin
 from accounts.decorators import action_required
 from accounts.roles import MANAGE
-from beacon.exceptions import NotFound, ServiceError
+from beacon.exceptions import NotFound, ServiceError, TransitionNotAllowed
 from beacon.forms import StorableJSONField
 from profiles import services
-from profiles.models import List, ListImport, ListImportRejection, ListMembership, Profile
+from profiles.models import EmailStatus, List, ListImport, ListImportRejection, ListMembership, Profile
+from profiles.services.quarantine import address_release
 
 
 class MembershipInline(admin.TabularInline):
@@ -31,11 +32,14 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["email_status", "email_format", "tracking_consent", "lists"]
     search_fields = ["email", "first_name", "last_name"]
-    readonly_fields = ["opted_out_at", "quarantined_at", "soft_bounce_count", "created_at", "updated_at"]
+    readonly_fields = [
+        "email_status", "opted_out_at", "quarantined_at", "email_status_reason", "email_status_changed_at", "soft_bounce_count",
+        "soft_bounces_cleared_at", "created_at", "updated_at",
+    ]
     date_hierarchy = "created_at"
     # Attributes typed in the admin follow the API's rules: NUL, 1e400 or deep nesting is a field error.
     formfield_overrides = {models.JSONField: {"form_class": StorableJSONField}}
-    actions = ["opt_out", "restore_to_valid"]
+    actions = ["opt_out", "release"]
     # The change page links to the profile's Tracking tab (tracking.admin.ProfileTrackingAdmin).
     change_form_template = "profiles/admin/profile_change_form.html"
 
@@ -62,10 +66,16 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
         count = sum(services.profile_opt_out(profile_id=pk) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} profile(s) opted out.")
 
-    @admin.action(description="Set email status back to valid (lift quarantine)", permissions=["manage"])
-    def restore_to_valid(self, request, queryset):
-        count = services.profile_restore(profile_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"{count} profile(s) set back to valid.")
+    @admin.action(description="Release the selected addresses (back to valid, audited)", permissions=["release_addresses"])
+    def release(self, request, queryset):
+        released = 0
+        for pk in queryset.exclude(email_status=EmailStatus.VALID).filter(opted_out_at__isnull=True).values_list("pk", flat=True):
+            try:
+                address_release(profile_id=pk, released_by=request.user)
+            except TransitionNotAllowed:
+                continue  # changed meanwhile
+            released += 1
+        self.message_user(request, f"{released} address(es) released; opted-out and valid ones are left as they are.")
 
 
 class CsvImportForm(forms.Form):

@@ -9,10 +9,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.roles import REMOVE_PROFILES
+from accounts.roles import RELEASE_ADDRESSES, REMOVE_PROFILES
 from beacon.parsers import JSONParser
 from profiles import selectors, services
-from profiles.models import EmailFormat, EmailStatus, List, ListImport, Profile
+from profiles.models import AddressRelease, EmailFormat, EmailStatus, List, ListImport, Profile
+from profiles.services.quarantine import address_release
 
 
 class ProfileOutputSerializer(serializers.ModelSerializer):
@@ -22,12 +23,21 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
         model = Profile
         fields = [
             "id", "email", "first_name", "last_name", "attributes", "email_status", "email_format",
-            "tracking_consent", "language", "opted_out_at", "soft_bounce_count", "quarantined_at", "lists",
+            "tracking_consent", "language", "opted_out_at", "soft_bounce_count", "quarantined_at",
+            "email_status_reason", "email_status_changed_at", "lists",
             "created_at", "updated_at",
         ]
 
     def get_lists(self, profile: Profile) -> list[int]:
         return [membership.list_id for membership in profile.memberships.all()]
+
+
+class AddressReleaseOutputSerializer(serializers.ModelSerializer):
+    released_by = serializers.CharField(source="released_by.username", default=None)
+
+    class Meta:
+        model = AddressRelease
+        fields = ["profile", "released_by", "released_at", "previous_status", "previous_reason"]
 
 
 class ProfileInputSerializer(serializers.Serializer):
@@ -55,7 +65,7 @@ class ProfileViewSet(viewsets.ModelViewSet):
 
     serializer_class = ProfileOutputSerializer
     personal_data = True
-    required_actions = {"destroy": REMOVE_PROFILES}
+    required_actions = {"destroy": REMOVE_PROFILES, "release": RELEASE_ADDRESSES}
     # A non-numeric id matches no route: a JSON 404, not a ValueError in the lookup.
     lookup_value_regex = "[0-9]+"
 
@@ -92,6 +102,14 @@ class ProfileViewSet(viewsets.ModelViewSet):
         data.is_valid(raise_exception=True)
         profile = services.profile_update(profile=profile, **data.validated_data)
         return Response(ProfileOutputSerializer(profile).data)
+
+    @extend_schema(request=None, responses={200: AddressReleaseOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Puts a quarantined or denylisted address back to valid (administrators; audited). 409 when it
+        is valid, or opted out (only the person opts back in)."""
+        release = address_release(profile_id=int(pk), released_by=request.user)
+        return Response(AddressReleaseOutputSerializer(release).data)
 
 
 class ListOutputSerializer(serializers.ModelSerializer):

@@ -29,8 +29,14 @@ class Profile(models.Model):
     # When off, this person's events are still counted but not linked to the profile.
     tracking_consent = models.BooleanField(default=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
+    # Soft bounces counted toward quarantine: those within BEACON_SOFT_BOUNCE_WINDOW_DAYS, since the
+    # last successful send or release (`soft_bounces_cleared_at`).
     soft_bounce_count = models.PositiveIntegerField(default=0)
+    soft_bounces_cleared_at = models.DateTimeField(null=True, blank=True)
     quarantined_at = models.DateTimeField(null=True, blank=True)
+    # Why the address is quarantined or denylisted (a bounce reason, `complaint`, `opt_out`), and since when.
+    email_status_reason = models.CharField(max_length=32, blank=True)
+    email_status_changed_at = models.DateTimeField(null=True, blank=True)
     # The language of the pages this person sees (unsubscribe, opt-out); unknown: the browser's.
     language = models.CharField(max_length=8, choices=settings.LANGUAGES, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,6 +55,53 @@ class Profile(models.Model):
     @property
     def domain(self) -> str:
         return email_domain(self.email)
+
+
+class AddressFailureType(models.TextChoices):
+    HARD = "hard", "Hard bounce"
+    SOFT = "soft", "Soft bounce"
+    COMPLAINT = "complaint", "Complaint"
+
+
+class AddressFailure(models.Model):
+    """One failure of an address (a bounce or a complaint), as the quarantine rule counts it."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="address_failures")
+    failure_type = models.CharField(max_length=16, choices=AddressFailureType.choices)
+    reason = models.CharField(max_length=32)
+    occurred_at = models.DateTimeField()
+    # The caller's name for the event (e.g. `message:12:smtp`): the same event reported twice counts once.
+    event_key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["profile", "occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "event_key"], condition=~models.Q(event_key=""), name="address_failure_event_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["profile", "failure_type", "occurred_at"], name="address_failure_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.failure_type} {self.reason} of {self.profile_id}"
+
+
+class AddressRelease(models.Model):
+    """The audit of an administrator putting a quarantined or denylisted address back to valid."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="address_releases")
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    released_at = models.DateTimeField()
+    previous_status = models.CharField(max_length=16, choices=EmailStatus.choices)
+    previous_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-released_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} released from {self.previous_status}"
 
 
 class List(models.Model):

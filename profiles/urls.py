@@ -7,6 +7,7 @@ app_name = "profiles"
 urlpatterns = [
     path("profiles/", views.profile_list, name="profile-list"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile-detail"),
+    path("profiles/<int:profile_id>/release/", views.profile_release, name="profile-release"),
     path("lists/", views.list_list, name="list-list"),
     path("lists/<int:list_id>/", views.list_detail, name="list-detail"),
     path("lists/<int:list_id>/import/", views.list_import, name="list-import"),

@@ -6,14 +6,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 from django.utils.http import urlencode
 
 from accounts.decorators import action_required
-from accounts.roles import MANAGE, READ_PERSONAL_DATA, READ_REPORTS, can
-from beacon.exceptions import ServiceError
+from accounts.roles import MANAGE, READ_PERSONAL_DATA, READ_REPORTS, RELEASE_ADDRESSES, can
+from beacon.exceptions import ServiceError, TransitionNotAllowed
 from profiles import csv_files, selectors, services
 from profiles.models import EmailStatus, ListImportStatus
+from profiles.services.quarantine import address_release
 
 PAGE_SIZE = 50
 
@@ -41,7 +44,24 @@ def profile_detail(request: HttpRequest, profile_id: int) -> HttpResponse:
     return render(request, "profiles/profile_detail.html", {
         "profile": profile,
         "lists": selectors.profile_lists(profile_id=profile.pk),
+        "can_release": can(request.user, RELEASE_ADDRESSES) and profile.email_status != EmailStatus.VALID
+        and profile.opted_out_at is None,
     })
+
+
+@action_required(RELEASE_ADDRESSES)
+@require_http_methods(["GET", "POST"])
+def profile_release(request: HttpRequest, profile_id: int) -> HttpResponse:
+    """GET: says what releasing will do; POST: does it."""
+    if request.method == "GET":
+        return render(request, "profiles/profile_release.html", {"profile": selectors.profile_get(profile_id=profile_id)})
+    try:
+        address_release(profile_id=profile_id, released_by=request.user)
+    except TransitionNotAllowed as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "The address is released: valid again, its soft bounce count reset.")
+    return redirect("profiles:profile-detail", profile_id=profile_id)
 
 
 @action_required(READ_REPORTS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from collections import Counter, defaultdict
 
 from django.conf import settings
@@ -147,6 +148,14 @@ def _audience(delivery: Delivery):
     return Profile.objects.filter(memberships__list__deliveries=delivery).distinct()
 
 
+def _status_detail(email_status: str, reason: str, since: datetime | None) -> str:
+    """Why the address is excluded, as the delivery log shows it: `Quarantined since 2026-11-29 13:05 UTC: user_unknown`."""
+    detail = EmailStatus(email_status).label
+    if since:
+        detail += f" since {since:%Y-%m-%d %H:%M} UTC"
+    return f"{detail}: {reason}" if reason else detail
+
+
 def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Counter]:
     """One message per distinct profile of the delivery's lists, excluded ones ignored with a reason.
 
@@ -155,7 +164,9 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
     """
     delivery = Delivery.objects.get(pk=delivery_id)
     total = _audience(delivery).count()
-    profiles = _audience(delivery).order_by("id").values_list("id", "email", "email_status", "email_format")
+    profiles = _audience(delivery).order_by("id").values_list(
+        "id", "email", "email_status", "email_format", "email_status_reason", "email_status_changed_at"
+    )
     chunk: list[Message] = []
     seen: set[str] = set()
     excluded: Counter = Counter()
@@ -170,7 +181,7 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
             current.save(update_fields=["analysis_progress", "analysis_heartbeat_at", "updated_at"])
         chunk.clear()
 
-    for profile_id, email, email_status, email_format in profiles.iterator(chunk_size=ANALYSIS_CHUNK_SIZE):
+    for profile_id, email, email_status, email_format, status_reason, status_since in profiles.iterator(chunk_size=ANALYSIS_CHUNK_SIZE):
         population += 1
         normalized = normalize_email(email).lower()
         reason = ""
@@ -190,6 +201,8 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
             message.status = MessageStatus.IGNORED
             message.failure_type = FailureType.IGNORED
             message.failure_reason = reason
+            if reason in (FailureReason.DENYLISTED, FailureReason.QUARANTINED):
+                message.failure_detail = _status_detail(email_status, status_reason, status_since)
             excluded[str(reason)] += 1
         chunk.append(message)
         if len(chunk) >= ANALYSIS_CHUNK_SIZE:

@@ -31,7 +31,7 @@ from deliveries.services.mime import _email_for
 from deliveries.services.rendering import SendContent, send_content
 from deliveries.smtp_errors import classify_exception, is_connection_error
 from profiles.emails import email_domain
-from profiles.services import profile_record_bounce
+from profiles.services.quarantine import AddressFailureReport, address_outcomes_record
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def _finish_if_done(delivery_id: int) -> bool:
 @dataclass
 class _Outcome:
     message: Message
-    bounce_hard: bool | None = None
+    # The address's failure as the quarantine rule counts it (hard or soft), None for no bounce.
+    bounce_type: str | None = None
 
 
 def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: datetime) -> None:
@@ -106,9 +107,17 @@ def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: dateti
         errors=F("errors") + len(failed),
         updated_at=sent_at,
     )
-    for outcome in outcomes:
-        if outcome.bounce_hard is not None and outcome.message.profile_id:
-            profile_record_bounce(profile_id=outcome.message.profile_id, hard=outcome.bounce_hard)
+    # The addresses' side, in bulk: bounces toward quarantine, and a success clears the soft count.
+    bounces = [
+        AddressFailureReport(
+            failure_type=o.bounce_type, reason=o.message.failure_reason, profile_id=o.message.profile_id,
+            event_key=f"message:{o.message.id}:smtp",
+        )
+        for o in outcomes
+        if o.bounce_type and o.message.profile_id
+    ]
+    delivered = [o.message.profile_id for o in outcomes if o.message.status == MessageStatus.SENT and o.message.profile_id]
+    address_outcomes_record(failures=bounces, delivered_profile_ids=delivered, at=sent_at)
 
 
 def _flush_and_advance(delivery_id: int, outcomes: list[_Outcome], next_group: list[Message], remaining_ids: list[int], message_id_suffix: str) -> bool:
@@ -143,7 +152,7 @@ def _failed(message: Message, exc: BaseException) -> _Outcome:
     message.failure_detail = result.detail
     outcome = _Outcome(message)
     if result.is_bounce and result.failure_type in (FailureType.HARD, FailureType.SOFT):
-        outcome.bounce_hard = result.failure_type == FailureType.HARD
+        outcome.bounce_type = str(result.failure_type)
     return outcome
 
 

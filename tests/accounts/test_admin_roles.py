@@ -118,8 +118,8 @@ def _delivery_status(delivery: Delivery) -> str:
 ACTIONS = [
     ("profiles/profile", "opt_out", ProfileFactory,
      lambda p: Profile.objects.get(pk=p.pk).email_status == EmailStatus.DENYLISTED, MARKETER),
-    ("profiles/profile", "restore_to_valid", lambda: ProfileFactory(email_status=EmailStatus.QUARANTINED),
-     lambda p: Profile.objects.get(pk=p.pk).email_status == EmailStatus.VALID, MARKETER),
+    ("profiles/profile", "release", lambda: ProfileFactory(email_status=EmailStatus.QUARANTINED),
+     lambda p: Profile.objects.get(pk=p.pk).email_status == EmailStatus.VALID, ADMINISTRATOR),
     ("profiles/profile", "delete_selected", ProfileFactory,
      lambda p: not Profile.objects.filter(pk=p.pk).exists(), ADMINISTRATOR),
     ("profiles/list", "delete_selected", ListFactory,

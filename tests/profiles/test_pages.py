@@ -16,6 +16,7 @@ PAGES = [
     ("/profiles/?q=ann&status=valid", MARKETER),
     ("/profiles/{p}/", MARKETER),
     ("/profiles/{p}/tracking/", MARKETER),
+    ("/profiles/{p}/release/", ADMINISTRATOR),
     ("/lists/", VIEWER),
     ("/lists/{l}/", MARKETER),
     ("/lists/{l}/import/", MARKETER),

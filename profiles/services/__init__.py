@@ -1,5 +1,6 @@
-"""Writes on profiles and lists: creation, opt-out, bounces and quarantine, list membership, and the CSV
-import (uploaded, its columns mapped, then run in the background in chunks: `list_import_*`)."""
+"""Writes on profiles and lists: creation, opt-out, list membership, and the CSV import (uploaded, its
+columns mapped, then run in the background in chunks: `list_import_*`). Bounces, complaints and
+quarantine: `quarantine.py`."""
 from __future__ import annotations
 
 import csv
@@ -33,12 +34,10 @@ from profiles.models import (
     Profile,
     ProfileErasure,
 )
+from profiles.services.quarantine import OPT_OUT
 
 if TYPE_CHECKING:  # the auth models cannot be imported before the app registry is ready
     from django.contrib.auth.models import User
-
-# A hard bounce quarantines at once; soft bounces only from this many on (Campaign's rule).
-SOFT_BOUNCES_BEFORE_QUARANTINE = 5
 
 
 def normalize_email(email: str) -> str:
@@ -98,7 +97,8 @@ def profile_opt_out(*, profile_id: int, at: datetime | None = None) -> bool:
     """Denylists the profile for email. Idempotent: returns False if it was already opted out."""
     at = at or timezone.now()
     updated = Profile.objects.filter(pk=profile_id, opted_out_at__isnull=True).update(
-        opted_out_at=at, email_status=EmailStatus.DENYLISTED, updated_at=timezone.now()
+        opted_out_at=at, email_status=EmailStatus.DENYLISTED, email_status_reason=OPT_OUT, email_status_changed_at=at,
+        updated_at=timezone.now(),
     )
     return bool(updated)
 
@@ -107,23 +107,6 @@ def profile_opt_out_time_set(*, profile_id: int, at: datetime) -> bool:
     """Moves an opted-out profile's opt-out time to `at` (demo data, whose activity is made now and moved
     to when it plays); returns False if the profile has not opted out."""
     return bool(Profile.objects.filter(pk=profile_id, opted_out_at__isnull=False).update(opted_out_at=at))
-
-
-def profile_record_bounce(*, profile_id: int, hard: bool, at: datetime | None = None) -> None:
-    """A hard bounce quarantines the address; so does the 5th soft one. Denylisted stays denylisted."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
-        if profile is None:
-            return
-        Profile.objects.filter(pk=profile_id).update(soft_bounce_count=F("soft_bounce_count") + (0 if hard else 1))
-        profile.refresh_from_db(fields=["soft_bounce_count"])
-        if profile.email_status == EmailStatus.VALID and (
-            hard or profile.soft_bounce_count >= SOFT_BOUNCES_BEFORE_QUARANTINE
-        ):
-            Profile.objects.filter(pk=profile_id).update(
-                email_status=EmailStatus.QUARANTINED, quarantined_at=at, updated_at=timezone.now()
-            )
 
 
 def list_create(*, name: str, description: str = "") -> List:
@@ -168,6 +151,12 @@ def list_remove_profiles(*, list_obj: List, profile_ids: list[int]) -> int:
 
 
 def profile_update(*, profile: Profile, **fields) -> Profile:
+    if fields.get("email_status", profile.email_status) != profile.email_status:
+        # Bounces, complaints and opt-outs set it; only an administrator's audited release lifts it.
+        raise ValidationError({"email_status": [
+            "The email status is not edited: it follows bounces, complaints and opt-outs, and an administrator "
+            "releases an address (POST /api/profiles/<id>/release/)."
+        ]})
     if "email" in fields:
         email = normalize_email(fields["email"])
         try:
@@ -182,13 +171,6 @@ def profile_update(*, profile: Profile, **fields) -> Profile:
     profile.full_clean(validate_constraints=False)
     _save_unique(profile, field="email", message=EMAIL_TAKEN, taken=lambda: _email_taken(profile.email, other_than=profile.pk))
     return profile
-
-
-def profile_restore(*, profile_ids: list[int]) -> int:
-    """Lifts quarantine (back to valid, bounce count reset); denylisted profiles stay denylisted."""
-    return Profile.objects.filter(pk__in=profile_ids, email_status=EmailStatus.QUARANTINED).update(
-        email_status=EmailStatus.VALID, quarantined_at=None, soft_bounce_count=0, updated_at=timezone.now()
-    )
 
 
 # How a person is erased: `tracking.services.profile_erase`, handed in by `tracking.apps` at start-up,
