@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from deliveries.content import render_label, render_link_url
 from beacon.exceptions import NotFound
 from deliveries.models import Delivery, Message, TrackingMode
-from profiles.models import ListMembership, Profile
+from profiles.models import AddressFailure, AddressRelease, ListMembership, Profile
 from tracking.ingest.journal import REPLAY_SUFFIX
 from tracking.ingest.redis_stream import redis_client
 from tracking.ingest.spool import SPOOL_SUFFIX
@@ -153,7 +153,8 @@ _EXPORT_EVENT_FIELDS = (
 
 def profile_export(*, profile_id: int) -> dict:
     """Everything Beacon holds on the person (the privacy export of DESIGN.md): the profile with its
-    bounce, quarantine and opt-out fields, their list memberships, their messages and every event of
+    bounce, quarantine and opt-out fields, their list memberships, the bounces and complaints the
+    quarantine rule counted and the releases from it, their messages and every event of
     the profile or of its messages (a person without tracking consent has events on their messages
     only). One query per part, whatever the number of rows; NotFound if there is no such profile."""
     profile = Profile.objects.filter(pk=profile_id).values().first()
@@ -167,6 +168,16 @@ def profile_export(*, profile_id: int) -> dict:
             ListMembership.objects.filter(profile_id=profile_id)
             .order_by("list__name")
             .values("list_id", "list__name", "added_at")
+        ),
+        "address_failures": list(
+            AddressFailure.objects.filter(profile_id=profile_id)
+            .order_by("occurred_at", "id")
+            .values("failure_type", "reason", "occurred_at", "event_key")
+        ),
+        "address_releases": list(
+            AddressRelease.objects.filter(profile_id=profile_id)
+            .order_by("released_at", "id")
+            .values("released_at", "released_by__username", "previous_status", "previous_reason")
         ),
         "messages": list(messages.order_by("id").values(*_EXPORT_MESSAGE_FIELDS)),
         "events": list(events.order_by("logged_at", "id").values(*_EXPORT_EVENT_FIELDS)),

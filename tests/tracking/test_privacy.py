@@ -2,11 +2,12 @@
 keeps their events anonymously and every report's numbers, before and after a full recompute."""
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
 from deliveries.models import DeliveryStatus, Message, MessageStatus
-from profiles.models import Profile, ProfileErasure
+from profiles.models import AddressFailure, AddressRelease, EmailStatus, Profile, ProfileErasure
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports import REPORT_NAMES
 from reporting.statistics import reports_refresh
@@ -45,6 +46,10 @@ def person() -> Profile:
     ListFactory(name="Newsletter", members=[profile])
     message = MessageFactory(profile=profile, failure_detail=f"452 4.2.2 <{ADDRESS.upper()}>: mailbox full")
     TrackingEventFactory(message=message, type=EventType.OPEN, ip=IP)
+    AddressFailure.objects.create(profile=profile, failure_type="soft", reason="mailbox_full",
+                                  occurred_at=timezone.now(), event_key=f"message:{message.pk}:smtp")
+    AddressRelease.objects.create(profile=profile, released_at=timezone.now(), previous_status=EmailStatus.QUARANTINED,
+                                  previous_reason="user_unknown")
     TrackingEventFactory(message=message, type=EventType.CLICK, ip=IP_V6, browser_id="b-ada",
                          page_url=f"https://shop.example.com/?who={ADDRESS}")
     return profile
@@ -75,6 +80,8 @@ def test_the_export_holds_everything_on_the_person_in_a_few_queries(person, djan
     assert data["profile"]["soft_bounce_count"] == 2
     assert {"email_status", "quarantined_at", "opted_out_at", "attributes"} <= set(data["profile"])
     assert [membership["list__name"] for membership in data["lists"]] == ["Newsletter"]
+    assert [(failure["failure_type"], failure["reason"]) for failure in data["address_failures"]] == [("soft", "mailbox_full")]
+    assert [release["previous_status"] for release in data["address_releases"]] == ["quarantined"]
     assert len(data["messages"]) == 2 and ADDRESS.upper() in data["messages"][0]["failure_detail"]
     assert {event["ip"] for event in data["events"]} == {IP, IP_V6, None}
     assert str(unlinked.event_id) in {event["event_id"] for event in data["events"]}
