@@ -10,5 +10,5 @@ class DeliveriesConfig(AppConfig):
         # (the task module imports the services): the tasks are handed to them here, once apps are loaded.
         from deliveries import services, tasks
 
-        services.send_batch_queuer_register(tasks.delivery_send_batch_queue)
-        services.analysis_queuer_register(tasks.delivery_analysis_queue)
+        services.send_batch_queuer.hand_in(tasks.delivery_send_batch_queue)
+        services.analysis_queuer.hand_in(tasks.delivery_analysis_queue)

@@ -10,4 +10,4 @@ class ProfilesConfig(AppConfig):
         # imports the services): the task is handed to them here, once the apps are loaded.
         from profiles import services, tasks
 
-        services.list_import_queuer_register(tasks.list_import_queue)
+        services.list_import_queuer.hand_in(tasks.list_import_queue)

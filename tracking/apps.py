@@ -6,13 +6,13 @@ class TrackingConfig(AppConfig):
     verbose_name = "Tracking"
 
     def ready(self) -> None:
-        from profiles.services import profile_eraser_register
+        from profiles.services import profile_eraser
         from tracking import services, tasks
         from tracking.ingest.store import user_agents_seen
         from tracking.lookups import connect_signals
 
         connect_signals()
         # Erasing a person changes messages and events, above profiles: its orchestration is handed down.
-        profile_eraser_register(services.profile_erase)
+        profile_eraser.hand_in(services.profile_erase)
         # The store announces new user agents; only the app knows that a task parses them.
         user_agents_seen.connect(tasks.queue_user_agent_parsing, dispatch_uid="tracking.queue_user_agent_parsing")

@@ -23,7 +23,7 @@ from deliveries.services.lifecycle import (
     ANALYSIS_LEASE,
     EDITABLE_STATUSES,
     MAX_CONTENT_CHARACTERS,
-    analysis_queuer_register,
+    analysis_queuer,
     deliveries_analysis_recover,
     delivery_cancel,
     delivery_create,
@@ -34,7 +34,7 @@ from deliveries.services.lifecycle import (
     delivery_send,
     delivery_update,
     delivery_validate,
-    send_batch_queuer_register,
+    send_batch_queuer,
 )
 from deliveries.services.privacy import erased_address, profile_messages_anonymize
 from deliveries.services.proofs import MAX_ID, delivery_proof
@@ -52,7 +52,7 @@ __all__ = [
     "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
-    "analysis_queuer_register",
+    "analysis_queuer",
     "deliveries_analysis_recover",
     "delivery_analysis_request",
     "delivery_analysis_run",
@@ -76,7 +76,7 @@ __all__ = [
     "erased_address",
     "profile_messages_anonymize",
     "message_render",
-    "send_batch_queuer_register",
+    "send_batch_queuer",
     "send_content",
     "tracked_url_update",
     "tracked_urls_update",

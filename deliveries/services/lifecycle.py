@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from beacon.exceptions import NotFound, TransitionNotAllowed
+from beacon.handed_in import HandedIn
 from deliveries.content import ContentError, prepare_content
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
 from profiles.models import List
@@ -89,31 +90,17 @@ def _transition(delivery: Delivery, to_status: str, *, action: str) -> None:
 
 # How a sending delivery's batches and an analysis get queued: the Celery tasks, handed in by
 # `deliveries.apps` at start-up. Handed in, not imported, because the task module imports these services.
-_send_batch_queuer: Callable[[int], None] | None = None
-_analysis_queuer: Callable[[int, int | None], None] | None = None
-
-
-def send_batch_queuer_register(queuer: Callable[[int], None]) -> None:
-    global _send_batch_queuer
-    _send_batch_queuer = queuer
-
-
-def analysis_queuer_register(queuer: Callable[[int, int | None], None]) -> None:
-    global _analysis_queuer
-    _analysis_queuer = queuer
+send_batch_queuer: HandedIn[Callable[[int], None]] = HandedIn("send batch queuer", handed_in_by="deliveries.apps")
+analysis_queuer: HandedIn[Callable[[int, int | None], None]] = HandedIn("analysis queuer", handed_in_by="deliveries.apps")
 
 
 def _queue_send_batch(delivery_id: int) -> None:
-    queuer = _send_batch_queuer
-    if queuer is None:
-        raise RuntimeError("No send batch queuer: deliveries.apps registers one when Django starts.")
+    queuer = send_batch_queuer.get()
     transaction.on_commit(lambda: queuer(delivery_id))
 
 
 def _queue_analysis(delivery_id: int, actor: Actor) -> None:
-    queuer = _analysis_queuer
-    if queuer is None:
-        raise RuntimeError("No analysis queuer: deliveries.apps registers one when Django starts.")
+    queuer = analysis_queuer.get()
     actor_id = actor.pk if getattr(actor, "pk", None) else None
     transaction.on_commit(lambda: queuer(delivery_id, actor_id))
 

@@ -21,6 +21,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError, TransitionNotAllowed
+from beacon.handed_in import HandedIn
 from beacon.storable import is_storable, storable
 from profiles import csv_files
 from profiles.models import (
@@ -175,20 +176,13 @@ def profile_update(*, profile: Profile, **fields) -> Profile:
 
 # How a person is erased: `tracking.services.profile_erase`, handed in by `tracking.apps` at start-up,
 # since erasing changes the messages and events of the apps above this one.
-_eraser: Callable[..., ProfileErasure] | None = None
-
-
-def profile_eraser_register(eraser: Callable[..., ProfileErasure]) -> None:
-    global _eraser
-    _eraser = eraser
+profile_eraser: HandedIn[Callable[..., ProfileErasure]] = HandedIn("profile eraser", handed_in_by="tracking.apps")
 
 
 def profile_erase(*, profile_id: int, actor: User | None = None) -> ProfileErasure:
     """Erases the person (see `tracking.services.profile_erase`): what deleting a profile does here too,
     so that no way of removing someone leaves their address on the messages sent to them."""
-    if _eraser is None:
-        raise RuntimeError("No profile eraser registered: tracking.apps registers it when the apps are ready.")
-    return _eraser(profile_id=profile_id, actor=actor)
+    return profile_eraser.get()(profile_id=profile_id, actor=actor)
 
 
 def profile_erase_records(*, profile: Profile, actor: User | None, messages_anonymized: int, events_anonymized: int) -> ProfileErasure:
@@ -230,18 +224,11 @@ class ImportFileTooLarge(ServiceError):
 
 # How an import is queued: the Celery task, handed in by `profiles.apps` at start-up. Handed in, not
 # imported, because the task module imports these services.
-_import_queuer: Callable[[int], None] | None = None
-
-
-def list_import_queuer_register(queuer: Callable[[int], None]) -> None:
-    global _import_queuer
-    _import_queuer = queuer
+list_import_queuer: HandedIn[Callable[[int], None]] = HandedIn("import queuer", handed_in_by="profiles.apps")
 
 
 def _queue_import(import_id: int) -> None:
-    queuer = _import_queuer
-    if queuer is None:
-        raise RuntimeError("No import queuer: profiles.apps registers one when Django starts.")
+    queuer = list_import_queuer.get()
     transaction.on_commit(lambda: queuer(import_id))
 
 
