@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
@@ -126,6 +127,14 @@ class ListAdmin(admin.ModelAdmin):
 
 class ReadOnlyAdminMixin:
     """A record of what happened: read by whoever holds the view permission, changed by nobody."""
+
+    def get_changelist_instance(self, request):
+        # SQLite cannot bind an id filter past 64 bits (`?list_import__exact=9999...`): the admin's own
+        # "bad filter" answer, as for any other unusable lookup, instead of a 500.
+        try:
+            return super().get_changelist_instance(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
