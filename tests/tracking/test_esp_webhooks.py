@@ -13,15 +13,17 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.core import mail
 from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.roles import ROLES
 from deliveries.esp_reference import ESP_METADATA_KEY, esp_reference
-from deliveries.models import MessageStatus
+from deliveries import services as delivery_services
+from deliveries.models import Message, MessageStatus
 from deliveries.tokens import Purpose, make_token
 from profiles.models import AddressFailure, EmailStatus
-from tests.factories import DeliveryFactory, MessageFactory, RoleUserFactory, TrackedUrlFactory
+from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackedUrlFactory
 from tracking.esp import record
 from tracking.models import EventType, TrackingEvent
 
@@ -494,3 +496,24 @@ def test_an_event_the_database_cannot_take_is_answered_503_for_a_retry(client, s
     assert response.status_code == 503
     assert response["Retry-After"]
     assert unchanged(sent)
+
+
+# --- The round trip: sent through an ESP's backend, reported back by its webhook ---
+
+
+def test_a_message_sent_through_the_esp_is_found_by_what_its_webhook_echoes(client, settings, django_capture_on_commit_callbacks):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    profile = ProfileFactory()
+    delivery = DeliveryFactory(lists=[ListFactory(members=[profile])])
+    delivery_services.delivery_analyze(delivery_id=delivery.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery_services.delivery_send(delivery_id=delivery.pk)
+    [email] = mail.outbox
+    message = Message.objects.get(delivery=delivery)
+    payload = postmark_bounce(message, Metadata=email.anymail_test_params["metadata"])
+
+    assert post_postmark(client, payload).status_code == 200
+    message.refresh_from_db()
+    delivery.refresh_from_db()
+    assert (message.status, message.failure_reason) == (MessageStatus.FAILED, "user_unknown")
+    assert (delivery.success, delivery.errors) == (0, 1)
