@@ -271,25 +271,45 @@ def test_mailgun_without_its_signing_key_configured_is_refused(client, settings,
     assert unchanged(sent)
 
 
-def test_mailgun_legacy_form_webhook_is_read_too(client, sent):
+
+def mailgun_legacy_form(message, **fields) -> dict:
     token = secrets.token_hex(25)
     timestamp = str(int(time.time()))
     form = {
-        "event": "bounced", "recipient": sent.message.email, "code": "550",
-        "error": "550 5.1.1 The email account that you tried to reach does not exist.",
-        "Message-Id": "<20261129101010.legacy@mg.beacon.example>", "domain": "mg.beacon.example",
-        # Legacy bounces carry the user variables in the original message's headers.
+        "recipient": message.email, "Message-Id": "<20261129101010.legacy@mg.beacon.example>", "domain": "mg.beacon.example",
+        # Legacy bounces and drops carry the user variables in the original message's headers.
         "message-headers": json.dumps([
-            ["Message-Id", "<20261129101010.legacy@mg.beacon.example>"], ["To", sent.message.email],
-            ["X-Mailgun-Variables", json.dumps({ESP_METADATA_KEY: esp_reference(sent.message.pk)})],
+            ["Message-Id", "<20261129101010.legacy@mg.beacon.example>"], ["To", message.email],
+            ["X-Mailgun-Variables", json.dumps({ESP_METADATA_KEY: esp_reference(message.pk)})],
         ]),
         "token": token, "timestamp": timestamp,
         "signature": hmac.new(SIGNING_KEY.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest(),
     }
+    form.update(fields)
+    return form
+
+
+def test_mailgun_legacy_form_webhook_is_read_too(client, sent):
+    form = mailgun_legacy_form(sent.message, event="bounced", code="550", error="550 5.1.1 The email account that you tried to reach does not exist.")
     assert client.post(MAILGUN, form, **AUTH).status_code == 200
     sent.message.refresh_from_db()
     assert (sent.message.status, sent.message.failure_reason) == (MessageStatus.FAILED, "user_unknown")
 
+
+def test_a_message_the_esp_refused_for_an_earlier_bounce_is_a_hard_bounce(client, sent):
+    form = mailgun_legacy_form(sent.message, event="dropped", code="605", reason="hardfail", description="Not delivering to previously bounced address")
+    assert client.post(MAILGUN, form, **AUTH).status_code == 200
+    sent.message.refresh_from_db()
+    sent.profile.refresh_from_db()
+    assert (sent.message.status, sent.message.failure_type) == (MessageStatus.FAILED, "hard")
+    assert sent.profile.email_status == EmailStatus.QUARANTINED
+
+
+def test_a_message_the_esp_refused_for_an_earlier_complaint_is_a_complaint(client, sent):
+    form = mailgun_legacy_form(sent.message, event="dropped", code="607", reason="hardfail", description="Not delivering to a user who marked your messages as spam")
+    assert client.post(MAILGUN, form, **AUTH).status_code == 200
+    sent.profile.refresh_from_db()
+    assert (sent.profile.email_status, sent.profile.email_status_reason) == (EmailStatus.DENYLISTED, "complaint")
 
 # --- Postmark: JSON webhooks, authenticated by the basic auth of ANYMAIL_WEBHOOK_SECRET only ---
 
