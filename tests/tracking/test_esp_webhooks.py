@@ -495,9 +495,27 @@ def test_markup_and_long_texts_in_a_payload_are_kept_as_text_within_bounds(clien
     pytest.param({"event": "opened", "timestamp": "not a time"}, id="bad timestamp"),
     pytest.param({"timestamp": 1}, id="no event"),
     pytest.param({"event": ["opened"], "timestamp": 1}, id="event not a string"),
+    pytest.param({"event": "opened", "timestamp": 1e300}, id="time beyond a datetime"),
+    pytest.param({"event": "opened", "timestamp": -1e300}, id="time before a datetime"),
 ])
 def test_signed_mailgun_payloads_anymail_cannot_read_are_refused(client, sent, event_data):
     assert post_mailgun(client, event_data).status_code == 400
+    assert unchanged(sent)
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({"message-headers": "[" * 100_000 + "]" * 100_000}, id="deep JSON in a field"),
+    pytest.param({"message-headers": "<b>not JSON</b>"}, id="markup in a JSON field"),
+    pytest.param({"timestamp": "9" * 30}, id="time beyond a datetime"),
+])
+def test_signed_mailgun_legacy_forms_anymail_cannot_read_are_refused(client, sent, fields):
+    form = mailgun_legacy_form(sent.message, event="bounced", code="550", error="550 5.1.1 unknown")
+    signed = {key: form[key] for key in ("token", "timestamp", "signature")}
+    form.update(fields)
+    if "timestamp" in fields:
+        signed["timestamp"] = fields["timestamp"]
+        signed["signature"] = hmac.new(SIGNING_KEY.encode(), f"{fields['timestamp']}{signed['token']}".encode(), hashlib.sha256).hexdigest()
+    assert client.post(MAILGUN, {**form, **signed}, **AUTH).status_code == 400
     assert unchanged(sent)
 
 

@@ -39,7 +39,7 @@ from tracking.services import message_opt_out
 
 logger = logging.getLogger(__name__)
 
-# Outcomes, for the log and the tests.
+# What esp_event_record did (the webhook's receiver logs it).
 RECORDED = "recorded"
 IGNORED = "ignored"
 UNKNOWN_MESSAGE = "unknown_message"

@@ -39,8 +39,9 @@ from tracking.esp.record import esp_event_record
 logger = logging.getLogger(__name__)
 
 PROVIDERS = ("mailgun", "postmark")
-# Where a payload anymail parsed and Beacon did not check lacks what anymail reads from it.
-_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+# What anymail raises on a payload that lacks what it reads or holds what it cannot convert (a field
+# missing or of another type, a time beyond what a datetime holds, JSON nested in a form field too deep).
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError, OSError, RecursionError)
 
 app_name = "anymail"
 
@@ -103,10 +104,11 @@ def anymail_tracking_received(sender, event: AnymailTrackingEvent, esp_name: str
     Whatever fails here is Beacon's to fix, not the payload's (anymail parsed it already): it becomes
     EspEventNotRecorded, a 503, so that the provider sends the event again rather than it being lost."""
     try:
-        esp_event_record(esp_event_from_anymail(event, esp_name))
+        outcome = esp_event_record(esp_event_from_anymail(event, esp_name))
     except Exception as exc:
         logger.exception("%s tracking event not recorded", esp_name)
         raise EspEventNotRecorded(str(exc)) from exc
+    logger.debug("%s %s event: %s", esp_name, event.event_type, outcome)
 
 
 urlpatterns = [
