@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -555,3 +556,20 @@ def test_a_message_sent_through_the_esp_is_found_by_what_its_webhook_echoes(clie
     delivery.refresh_from_db()
     assert (message.status, message.failure_reason) == (MessageStatus.FAILED, "user_unknown")
     assert (delivery.success, delivery.errors) == (0, 1)
+
+
+# --- Beacon's middlewares leave the webhooks to anymail's checks ---
+
+
+def test_the_webhooks_need_no_csrf_token_nor_session(sent):
+    client = Client(enforce_csrf_checks=True)
+    assert post_mailgun(client, mailgun_event("complained", sent.message)).status_code == 200
+    assert post_postmark(client, postmark_bounce(sent.message)).status_code == 200
+    sent.profile.refresh_from_db()
+    assert sent.profile.email_status == EmailStatus.DENYLISTED
+
+
+def test_nul_in_a_webhooks_query_string_is_refused_by_beacons_rule(client, sent):
+    response = client.post(f"{POSTMARK}?x=%00", json.dumps(postmark_bounce(sent.message)), content_type="application/json", **AUTH)
+    assert response.status_code == 400
+    assert unchanged(sent)
