@@ -62,7 +62,7 @@ def _payload_problem(request: HttpRequest) -> str | None:
     except UnicodeDecodeError:
         return "The body is not UTF-8."
     except (ValueError, MultiPartParserError) as error:
-        return f"The body is not a webhook payload: {error}"
+        return f"The body is not a webhook payload: {str(error)[:200]}"
     return f"“{name}” {UNSTORABLE_MESSAGE}." if name is not None else None
 
 
@@ -92,7 +92,7 @@ def _guarded(view):
             response["Retry-After"] = "60"
             return response
         except _MALFORMED as error:
-            logger.warning("%s webhook payload refused: %r", view_class.esp_name, error)
+            logger.warning("%s webhook payload refused: %.200r", view_class.esp_name, error)
             return _answer(400, "The body is not a webhook payload this server can read.")
 
     return guarded
