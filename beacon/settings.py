@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    # The ESPs' email backends and tracking webhooks (tracking/esp/).
+    "anymail",
     "accounts",
     "profiles",
     "deliveries",
@@ -224,6 +226,24 @@ EMAIL_BACKEND = os.environ.get(
     "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "beacon@localhost")
+# --- Sending through an ESP: EMAIL_BACKEND an anymail backend (e.g. anymail.backends.mailgun.EmailBackend);
+# its tracking webhooks are under /anymail/<provider>/tracking/ (tracking/esp/). Only what is set is passed on.
+ANYMAIL = {
+    name: value
+    for name, value in {
+        "MAILGUN_API_KEY": os.environ.get("ANYMAIL_MAILGUN_API_KEY", ""),
+        "MAILGUN_SENDER_DOMAIN": os.environ.get("ANYMAIL_MAILGUN_SENDER_DOMAIN", ""),
+        # Mailgun's EU region: https://api.eu.mailgun.net/v3
+        "MAILGUN_API_URL": os.environ.get("ANYMAIL_MAILGUN_API_URL", ""),
+        # Mailgun signs its webhooks with this key; a webhook whose signature does not match is refused.
+        "MAILGUN_WEBHOOK_SIGNING_KEY": os.environ.get("ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+        "POSTMARK_SERVER_TOKEN": os.environ.get("ANYMAIL_POSTMARK_SERVER_TOKEN", ""),
+        # "user:password" pairs, comma-separated (two during a rotation): the basic auth every webhook must
+        # carry. Required for a provider that signs nothing (Postmark): without it Beacon refuses its webhooks.
+        "WEBHOOK_SECRET": env_list("ANYMAIL_WEBHOOK_SECRET"),
+    }.items()
+    if value
+}
 
 # --- Beacon ---
 BEACON_PUBLIC_URL = os.environ.get("BEACON_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")

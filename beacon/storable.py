@@ -26,7 +26,7 @@ def is_storable(value: str) -> bool:
     return UNSTORABLE.search(value) is None
 
 
-def _first_unstorable(params) -> str | None:
+def first_unstorable(params) -> str | None:
     """The name of the first parameter whose name or a value cannot be stored."""
     for name, values in params.lists():
         if not is_storable(name) or not all(is_storable(value) for value in values if isinstance(value, str)):
@@ -49,7 +49,7 @@ class UnstorableInputMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path_info.startswith(HOT_PATH_PREFIXES):
             query = request.META.get("QUERY_STRING", "")
-            name = _first_unstorable(request.GET) if "%00" in query or "\x00" in query else None
+            name = first_unstorable(request.GET) if "%00" in query or "\x00" in query else None
             if name is not None:
                 return _refusal(request, name)
         return self.get_response(request)

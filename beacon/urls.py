@@ -10,6 +10,8 @@ urlpatterns = [
     # First: the public tracking endpoints are the hot path, and URL resolution tries patterns in order.
     path("", include("tracking.urls")),
     path("admin/", admin.site.urls),
+    # The ESPs' tracking webhooks (django-anymail's views, guarded): tracking/esp/webhooks.py.
+    path("anymail/", include("tracking.esp.webhooks")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", csp(SWAGGER_UI_CSP)(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include("accounts.api_urls")),

@@ -38,6 +38,8 @@ class Purpose(IntEnum):
     UNSUBSCRIBE = 4
     # The VERP return path of a message (deliveries.bounces.verp).
     BOUNCE = 5
+    # The reference an ESP echoes in its webhooks (deliveries.esp_reference).
+    ESP_REFERENCE = 6
 
 
 class TokenData(NamedTuple):

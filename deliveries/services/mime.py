@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from email.policy import Compat32
 
+from anymail.backends.base import AnymailBaseBackend
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 
 from deliveries.bounces.verp import verp_address
+from deliveries.esp_reference import ESP_METADATA_KEY, esp_reference
 from deliveries.models import Delivery, Message
 from deliveries.services.rendering import SendContent
 from profiles.models import EmailFormat
@@ -78,15 +80,20 @@ def _email_for(
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     # Django's SMTP backend gives `from_email` as MAIL FROM and writes the From header from
-    # headers["From"] when there is one: the VERP return path goes to the envelope only.
+    # headers["From"] when there is one: the VERP return path goes to the envelope only. Through an
+    # ESP (an anymail backend) the return path is the ESP's own: it takes the bounces and reports them
+    # by webhook (tracking.esp), and most ESPs refuse or misuse another envelope sender.
     envelope_sender = delivery.from_email
-    if settings.BEACON_BOUNCE_ADDRESS:
+    if settings.BEACON_BOUNCE_ADDRESS and not isinstance(connection, AnymailBaseBackend):
         headers["From"] = delivery.from_email
         envelope_sender = verp_address(message.id, settings.BEACON_BOUNCE_ADDRESS)
     email = PreparedEmail(
         rendered.subject, rendered.text or rendered.html, envelope_sender, [message.email],
         headers=headers, reply_to=[delivery.reply_to] if delivery.reply_to else None, connection=connection,
     )
+    # An anymail backend sends it as the ESP's message metadata, which the ESP's webhooks echo; other
+    # backends ignore the attribute.
+    email.metadata = {ESP_METADATA_KEY: esp_reference(message.id)}
     if rendered.html and rendered.text:
         email.attach_alternative(rendered.html, "text/html")
     elif rendered.html:
