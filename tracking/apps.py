@@ -6,7 +6,7 @@ class TrackingConfig(AppConfig):
     verbose_name = "Tracking"
 
     def ready(self) -> None:
-        from profiles.services import profile_eraser
+        from profiles.services.erasure import profile_eraser
         from tracking import services, tasks
         from tracking.ingest.store import user_agents_seen
         from tracking.lookups import connect_signals

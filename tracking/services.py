@@ -11,7 +11,8 @@ from beacon.exceptions import NotFound
 from deliveries.models import Message
 from deliveries.services import profile_messages_anonymize
 from profiles.models import Profile, ProfileErasure
-from profiles.services import profile_erase_records, profile_opt_out
+from profiles.services import profile_opt_out
+from profiles.services.erasure import profile_erase_records
 from tracking import lookups
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored

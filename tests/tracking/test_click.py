@@ -10,7 +10,7 @@ from tests.tracking.conftest import BROWSER
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory
 from tracking import machine
 from tracking.models import EventType, TrackingEvent, UserAgent
-from tracking.views import BROWSER_COOKIE, WEB_COOKIE
+from tracking.views.base import BROWSER_COOKIE, WEB_COOKIE
 
 pytestmark = pytest.mark.django_db
 
