@@ -67,7 +67,9 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
         }
         messages = profile_messages_anonymize(profile_id=profile.pk, addresses=addresses)
         events = events_anonymize(profile_id=profile.pk, message_ids=message_ids, addresses=addresses)
-        erasure = profile_erase_records(profile=profile, actor=actor, messages_anonymized=messages, events_anonymized=events)
+        erasure = profile_erase_records(
+            profile=profile, addresses=addresses, actor=actor, messages_anonymized=messages, events_anonymized=events
+        )
     # This process's cached message lookups still name the profile; other processes' expire within their TTL.
     transaction.on_commit(lookups.clear_caches)
     return erasure

@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 
 from beacon.handed_in import HandedIn
 from profiles.models import Profile, ProfileErasure
+from profiles.services.imports import list_imports_redact
 
 if TYPE_CHECKING:  # the auth models cannot be imported before the app registry is ready
     from django.contrib.auth.models import User
@@ -26,10 +27,13 @@ def profile_erase(*, profile_id: int, actor: User | None = None) -> ProfileErasu
     return profile_eraser.get()(profile_id=profile_id, actor=actor)
 
 
-def profile_erase_records(*, profile: Profile, actor: User | None, messages_anonymized: int, events_anonymized: int) -> ProfileErasure:
-    """Deletes the (locked) profile and its list memberships, renames it in the admin's history and records
-    the erasure without the address: the last step of `tracking.services.profile_erase`, once the
-    messages and events hold it no more."""
+def profile_erase_records(
+    *, profile: Profile, addresses: set[str], actor: User | None, messages_anonymized: int, events_anonymized: int
+) -> ProfileErasure:
+    """Deletes the (locked) profile and its list memberships, takes its `addresses` out of the kept list
+    imports, renames it in the admin's history and records the erasure without the address: the last
+    step of `tracking.services.profile_erase`, once the messages and events hold it no more."""
+    list_imports_redact(addresses=addresses | {profile.email})
     # The admin's history names an object by its `str`, the address: it keeps the entries, not the name.
     LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Profile), object_id=str(profile.pk)).update(
         object_repr=f"Profile {profile.pk} (erased)"

@@ -1,9 +1,13 @@
 """The CSV import of a list: the upload kept (`list_import_create`), its columns mapped (`list_import_map`),
-then run in the background in chunks (`list_import_run`), each committed with its counters."""
+then run in the background in chunks (`list_import_run`), each committed with its counters; and an
+erased person taken out of the kept files and rejected rows (`list_imports_redact`)."""
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import itertools
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -11,8 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.validators import validate_email
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Func, Q, TextField, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -278,3 +282,88 @@ def _profiles_upsert(list_import: ListImport, rows_by_email: dict[str, dict]) ->
     )
     added = ListMembership.objects.filter(list_id=list_import.list_id, profile_id__in=ids).count() - before
     return len(ids) - len(existing), updated, added
+
+
+# --- A person's erasure -----------------------------------------------------------------------------
+
+
+def list_imports_redact(*, addresses: set[str]) -> int:
+    """Takes an erased person's `addresses` out of every kept import (`profile_erase_records` calls this):
+    each record of a file that quotes one becomes a record of empty cells, its rejected row's values
+    empty cells too, and a file name, header cell or column mapping loses the address. Records are emptied, not removed,
+    so that the import's counters, its resumption point and its rejections' line numbers stay true.
+    Returns how many imports changed."""
+    addresses = {address.lower() for address in addresses if address}
+    if not addresses:
+        return 0
+    quoted = re.compile("|".join(re.escape(address) for address in sorted(addresses, key=len, reverse=True)), re.IGNORECASE)
+    _rejections_redact(addresses, quoted)
+    changed = 0
+    for list_import in _imports_quoting(addresses):
+        content = bytes(list_import.content)
+        text = content.decode(list_import.encoding)
+        redacted = _text_redacted(text, list_import.delimiter, quoted) if quoted.search(text) else text
+        header = ["" if quoted.search(name) else name for name in list_import.header]
+        # A column named after the address (a file without a header row) would fill an attribute named so.
+        mapping = [csv_files.IGNORE if quoted.search(target) else target for target in list_import.mapping]
+        file_name = quoted.sub("", list_import.file_name)
+        if (redacted, header, mapping, file_name) != (text, list_import.header, list_import.mapping, list_import.file_name):
+            encoded = redacted.encode(list_import.encoding)
+            if encoded.startswith(codecs.BOM_UTF8) and not content.startswith(codecs.BOM_UTF8):
+                encoded = encoded[len(codecs.BOM_UTF8) :]  # utf-8-sig writes the mark the file did not have
+            ListImport.objects.filter(pk=list_import.pk).update(
+                content=encoded, header=header, mapping=mapping, file_name=file_name
+            )
+            changed += 1
+    return changed
+
+
+def _rejections_redact(addresses: set[str], quoted: re.Pattern) -> None:
+    condition = Q()
+    for address in addresses:
+        condition |= Q(values__icontains=address)
+    rejections = [
+        rejection for rejection in ListImportRejection.objects.filter(condition).only("id", "values")
+        if any(quoted.search(str(value)) for value in rejection.values)
+    ]
+    for rejection in rejections:
+        rejection.values = ["" for _ in rejection.values]
+    ListImportRejection.objects.bulk_update(rejections, ["values"], batch_size=1000)
+
+
+def _imports_quoting(addresses: set[str]):
+    """The imports whose file, file name or header may quote one of `addresses`, their files loaded a few
+    at a time."""
+    imports = ListImport.objects.only("id", "content", "encoding", "delimiter", "header", "mapping", "file_name")
+    if connection.vendor == "postgresql" and all(address.isascii() for address in addresses):
+        # Both encodings a file is read with (csv_files.ENCODINGS) write ASCII as ASCII, and `escape` keeps
+        # it: the database finds the files that quote an address without sending every file here.
+        imports = imports.annotate(
+            content_text=Func(F("content"), Value("escape"), function="encode", output_field=TextField())
+        )
+        condition = Q()
+        for address in addresses:
+            condition |= Q(content_text__icontains=address) | Q(file_name__icontains=address) | Q(header__icontains=address)
+        imports = imports.filter(condition)
+    return imports.iterator(chunk_size=10)
+
+
+def _text_redacted(text: str, delimiter: str, quoted: re.Pattern) -> str:
+    """The file's text with every record that quotes an address replaced by as many empty cells, on as
+    many lines; past a malformed record, the lines that quote one."""
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(lines), delimiter=delimiter)
+    start = 0
+    try:
+        for values in reader:
+            end = reader.line_num
+            if any(quoted.search(value) for value in values):
+                ending = "\r\n" if lines[end - 1].endswith("\r\n") else "\n"
+                empty = [delimiter.join(['""'] * len(values)) + ending]
+                blanks = [ending] * (end - start - 1)
+                # The empty record ends on the line the record did (a rejection's line); the header stays first.
+                lines[start:end] = empty + blanks if start == 0 else blanks + empty
+            start = end
+    except csv.Error:
+        lines[start:] = [line[len(line.rstrip("\r\n")) :] if quoted.search(line) else line for line in lines[start:]]
+    return "".join(lines)
