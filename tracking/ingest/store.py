@@ -8,6 +8,10 @@ agents to rows of the distinct-UA table, inserts the events in one statement tha
 already stored (``ON CONFLICT (event_id) DO NOTHING``: a batch delivered twice is stored once), and
 runs the click-pattern checks of ``tracking.machine`` in the same transaction. User agents seen for the
 first time are announced with the signal ``user_agents_seen`` once committed.
+
+An event still in transit (journal, stream, spool) when its person is erased is stored anonymously: the
+batch's messages whose profile is gone are found in one query per batch, and their events lose the IP,
+the user agent, the profile, the browser id and any address their page URL carried.
 """
 import hashlib
 import io
@@ -21,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import Signal
 
+from deliveries.models import Message
 from tracking import machine
 from tracking.ingest.event import Event
 from tracking.lookups import TTLCache
@@ -57,6 +62,9 @@ class Row(NamedTuple):
     is_machine: bool
     machine_reason: str
 
+
+# Anything address-shaped in an erased person's page URL: their address is no longer known to cut it.
+_ADDRESS_RE = re.compile(r"[^\s/?&=#@]+(?:@|%40)[^\s/?&=#]+", re.IGNORECASE)
 
 _TABLE = TrackingEvent._meta.db_table
 _COLUMNS = ", ".join(TrackingEvent._meta.get_field(name).column for name in Row._fields)
@@ -131,6 +139,23 @@ def _row(event: Event, user_agent_ids: dict[str, int]) -> Row:
     )
 
 
+def _erased_message_ids(events: list[Event]) -> set[int]:
+    """The batch's messages whose person is erased: every message has a profile from its analysis until
+    the erase unlinks it (`deliveries.services.privacy`), so a message without one is an erased person's."""
+    message_ids = {event.message_id for event in events if event.message_id is not None}
+    if not message_ids:
+        return set()
+    return set(Message.objects.filter(id__in=message_ids, profile__isnull=True).values_list("id", flat=True))
+
+
+def _anonymous(row: Row) -> Row:
+    """An erased person's event as `events_anonymize` would leave it, and without what could tie it to
+    them (user agent, browser id): nothing has counted it yet, so no report changes."""
+    return row._replace(
+        profile_id=None, user_agent_id=None, ip=None, browser_id="", page_url=_ADDRESS_RE.sub("", row.page_url)
+    )
+
+
 def _copy_escape(text: str) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
@@ -197,8 +222,13 @@ def events_store(events: list[Event]) -> None:
     unparsed: list[int] = []
     for start in range(0, len(events), STORE_BATCH_SIZE):
         batch = events[start : start + STORE_BATCH_SIZE]
-        user_agent_ids, new_unparsed = _resolve_user_agents({event.user_agent for event in batch if event.user_agent})
+        erased = _erased_message_ids(batch)
+        user_agent_ids, new_unparsed = _resolve_user_agents(
+            {event.user_agent for event in batch if event.user_agent and event.message_id not in erased}
+        )
         rows = [_row(event, user_agent_ids) for event in batch]
+        if erased:
+            rows = [_anonymous(row) if row.message_id in erased else row for row in rows]
         with transaction.atomic(savepoint=False):
             _insert_rows(rows)
             _flag_click_patterns(rows)
