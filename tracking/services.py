@@ -16,7 +16,7 @@ from profiles.services.erasure import profile_erase_records
 from tracking import lookups
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
-from tracking.ingest.store import events_anonymize, events_store
+from tracking.ingest.store import erasures_lock, events_anonymize, events_store
 from tracking.models import EventType
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
@@ -41,6 +41,9 @@ def message_opt_out(*, message_id: int, tracked_url_id: int | None, user_agent: 
     )
     try:
         with transaction.atomic():
+            # Before the profile's row lock, as an erase takes it (an erase waiting for that row while
+            # this waited for the erase would be a deadlock).
+            erasures_lock(exclusive=False)
             if message.profile_id:
                 profile_opt_out(profile_id=message.profile_id, at=datetime.fromtimestamp(event.logged_at, tz=UTC))
             events_store([event])
@@ -58,6 +61,7 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
     its own services, in one transaction under the profile's row lock (a second erase waits, then finds
     no profile: 404). Refused (409) while a delivery may still send to the person."""
     with transaction.atomic():
+        erasures_lock(exclusive=True)
         profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
         if profile is None:
             raise NotFound("No such profile.")

@@ -1,13 +1,14 @@
 """An erased person leaves no trace: their address is in no text, char, JSON or binary column of any model,
 whether it was stored before the erase (profile, messages, events, the kept list imports and their
 rejected rows) or still in transit, on the stream, when they were erased."""
+import os
 from datetime import timedelta
 
 import pytest
 import redis
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -17,7 +18,11 @@ from profiles.models import ListImportRejection, Profile
 from profiles.services.imports import list_import_create, list_import_run
 from tests.factories import ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackedUrlFactory, TrackingEventFactory
 from tests.tracking.conftest import BROWSER
+from tracking import services as tracking_services
+from tracking.ingest import store
 from tracking.ingest.consumer import stream_consume_batch
+from tracking.ingest.event import new_event
+from tracking.ingest.store import ERASURES_LOCK_KEY
 from tracking.models import EventType, TrackingEvent
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +121,49 @@ def test_events_on_the_stream_when_their_person_is_erased_are_stored_without_the
     kept = TrackingEvent.objects.get(message=bystander)
     assert (kept.profile_id, kept.ip, kept.user_agent_id is not None) == (bystander.profile_id, ANONYMIZED_IP, True)
     assert not TrackingEvent.objects.filter(ip=ANONYMIZED_IP, message=message).exists()
+
+
+@pytest.fixture
+def other_session():
+    """A second PostgreSQL session, as another process (a consumer, a web process) has; required, never
+    skipped, in CI. Each of its statements commits: an `xact` lock it gets is released at once."""
+    if connection.vendor != "postgresql":
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI runs on PostgreSQL (DATABASE_URL), which this test needs")
+        pytest.skip("needs PostgreSQL (DATABASE_URL): SQLite orders its writing transactions as they begin")
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    def gets(lock: str) -> bool:
+        with other.cursor() as cursor:
+            cursor.execute(f"SELECT {lock}(%s)", [ERASURES_LOCK_KEY])
+            return cursor.fetchone()[0]
+
+    yield gets
+    other.close()
+
+
+def test_a_batch_being_stored_keeps_an_erase_waiting_and_lets_other_batches_through(other_session, monkeypatch):
+    seen = []
+    insert_rows = store._insert_rows
+
+    def insert_rows_watched(rows):
+        seen.append((other_session("pg_try_advisory_xact_lock"), other_session("pg_try_advisory_xact_lock_shared")))
+        insert_rows(rows)
+
+    monkeypatch.setattr(store, "_insert_rows", insert_rows_watched)
+    message = MessageFactory()
+    store.events_store([new_event(type=EventType.OPEN, delivery_id=message.delivery_id, message_id=message.id, profile_id=None)])
+    assert seen == [(False, True)]
+
+
+def test_an_erase_keeps_the_batches_to_store_waiting(other_session, monkeypatch):
+    seen = []
+    messages_anonymize = tracking_services.profile_messages_anonymize
+
+    def messages_anonymize_watched(**kwargs):
+        seen.append(other_session("pg_try_advisory_xact_lock_shared"))
+        return messages_anonymize(**kwargs)
+
+    monkeypatch.setattr(tracking_services, "profile_messages_anonymize", messages_anonymize_watched)
+    erase(ProfileFactory())
+    assert seen == [False]
