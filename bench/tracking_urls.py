@@ -9,13 +9,8 @@ from django.http import HttpResponse
 from django.urls import path
 
 from beacon.urls import urlpatterns as beacon_urlpatterns
-from tracking.views import (
-    BROWSER_COOKIE,
-    BROWSER_COOKIE_MAX_AGE,
-    WEB_COOKIE,
-    WEB_COOKIE_MAX_AGE,
-    click_redirect,
-)
+from tracking.views.base import BROWSER_COOKIE, BROWSER_COOKIE_MAX_AGE, WEB_COOKIE, WEB_COOKIE_MAX_AGE
+from tracking.views.endpoints import click_redirect
 
 BROWSER_ID = "0123456789abcdef0123456789abcdef"
 

@@ -5,7 +5,7 @@ One pass of the standard library's streaming parser, no tree and no recursion: t
 HTML's length whatever its nesting (a tree walked once per block was quadratic in the depth).
 
 `html_to_text_template` converts the HTML *template* instead, once per delivery content, so each
-message only renders the result (`deliveries.content.PreparedContent`): a link variable's URL is shown
+message only renders the result (`deliveries.personalization.PreparedContent`): a link variable's URL is shown
 when it renders to something, and template tags are kept. It returns None for a template it cannot
 convert faithfully; the caller then converts each rendered message with `html_to_text`.
 """

@@ -13,7 +13,8 @@ from accounts.decorators import action_required
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
 from beacon.exceptions import NotFound, ServiceError
 from deliveries import selectors, services
-from deliveries.content import MIRROR_VARIABLE, PROFILE_FIELDS, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.personalization import PROFILE_FIELDS
 from deliveries.forms import MAX_ID, DeliveryForm, ProofForm, TrackedUrlFormSet, add_service_errors
 from deliveries.models import Delivery, DeliveryStatus
 

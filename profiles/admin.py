@@ -14,6 +14,7 @@ from accounts.roles import MANAGE
 from beacon.exceptions import NotFound, ServiceError, TransitionNotAllowed
 from beacon.forms import StorableJSONField
 from profiles import services
+from profiles.services import erasure, imports
 from profiles.models import EmailStatus, List, ListImport, ListImportRejection, ListMembership, Profile
 from profiles.services.quarantine import address_release
 
@@ -47,14 +48,14 @@ class ProfileAdmin(RoleAdminMixin, admin.ModelAdmin):
     def delete_model(self, request, obj: Profile) -> None:
         """Deleting a profile erases the person, as the API's DELETE does: no address left on their messages."""
         try:
-            services.profile_erase(profile_id=obj.pk, actor=request.user)
+            erasure.profile_erase(profile_id=obj.pk, actor=request.user)
         except ServiceError as error:
             raise PermissionDenied(error.message) from error
 
     def delete_queryset(self, request, queryset) -> None:
         for profile_id in queryset.values_list("pk", flat=True):
             try:
-                services.profile_erase(profile_id=profile_id, actor=request.user)
+                erasure.profile_erase(profile_id=profile_id, actor=request.user)
             except (NotFound, ServiceError) as error:
                 self.message_user(request, f"Profile {profile_id}: {error.message}", messages.ERROR)
 
@@ -109,7 +110,7 @@ class ListAdmin(admin.ModelAdmin):
         status = 200 if request.method == "GET" or form.is_valid() else 400
         if request.method == "POST" and form.is_valid():
             try:
-                list_import = services.list_import_create(
+                list_import = imports.list_import_create(
                     list_obj=list_obj,
                     file=form.cleaned_data["file"],
                     created_by=request.user,

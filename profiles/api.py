@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from accounts.roles import RELEASE_ADDRESSES, REMOVE_PROFILES
 from beacon.parsers import JSONParser
 from profiles import selectors, services
+from profiles.services import erasure, imports
 from profiles.models import AddressRelease, EmailFormat, EmailStatus, List, ListImport, Profile
 from profiles.services.quarantine import address_release
 
@@ -93,7 +94,7 @@ class ProfileViewSet(viewsets.ModelViewSet):
     def destroy(self, request, *args, **kwargs):
         """Erases the person, as `POST /api/profiles/<id>/erase/` does: a profile is never deleted in a
         way that leaves their address on the messages sent to them."""
-        services.profile_erase(profile_id=self.get_object().pk, actor=request.user)
+        erasure.profile_erase(profile_id=self.get_object().pk, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def update(self, request, *args, **kwargs):
@@ -212,7 +213,7 @@ class ListViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.Destr
         list_obj = get_object_or_404(List, pk=pk)
         data = CsvImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        list_import = services.list_import_create(
+        list_import = imports.list_import_create(
             list_obj=list_obj,
             file=data.validated_data["file"],
             created_by=request.user,

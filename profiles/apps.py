@@ -8,6 +8,7 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         # The services queue imports through the Celery task without importing it (the task module
         # imports the services): the task is handed to them here, once the apps are loaded.
-        from profiles import services, tasks
+        from profiles import tasks
+        from profiles.services import imports
 
-        services.list_import_queuer.hand_in(tasks.list_import_queue)
+        imports.list_import_queuer.hand_in(tasks.list_import_queue)

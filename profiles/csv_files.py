@@ -3,7 +3,7 @@
 Its text encoding (UTF-8, with or without a byte-order mark, else Windows-1252, what Excel writes in the
 West), its delimiter (comma or semicolon, the two that spreadsheets write), its header and rows, the
 targets its columns can be mapped to with their defaults by header name (Beacon's CSV files are written
-by `beacon.csv_export`). No model and no database here: `profiles.services` does the importing.
+by `beacon.csv_export`). No model and no database here: `profiles.services.imports` does the importing.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Celery tasks of profiles: thin wrappers around `profiles.services`."""
+"""Celery tasks of profiles: thin wrappers around `profiles.services.imports`."""
 from celery import shared_task
 from django.db import OperationalError
 
-from profiles import services
+from profiles.services import imports
 
 
 @shared_task(
@@ -18,7 +18,7 @@ from profiles import services
 )
 def list_import_run(import_id: int) -> None:
     """Runs a CSV import; a retry or a redelivery resumes after the rows already committed."""
-    services.list_import_run(import_id=import_id)
+    imports.list_import_run(import_id=import_id)
 
 
 def list_import_queue(import_id: int) -> None:

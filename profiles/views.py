@@ -14,7 +14,8 @@ from django.utils.http import urlencode
 from accounts.decorators import action_required
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, READ_REPORTS, RELEASE_ADDRESSES, can
 from beacon.exceptions import ServiceError, TransitionNotAllowed
-from profiles import csv_files, selectors, services
+from profiles import csv_files, selectors
+from profiles.services import imports
 from profiles.models import EmailStatus, ListImportStatus
 from profiles.services.quarantine import address_release
 
@@ -103,7 +104,7 @@ def list_import(request: HttpRequest, list_id: int) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            list_import = services.list_import_create(
+            list_import = imports.list_import_create(
                 list_obj=list_obj,
                 file=form.cleaned_data["file"],
                 created_by=request.user,
@@ -160,7 +161,7 @@ def list_import_detail(request: HttpRequest, list_id: int, import_id: int) -> Ht
         )
         if request.method == "POST" and form.is_valid():
             try:
-                services.list_import_map(
+                imports.list_import_map(
                     import_id=list_import.pk, mapping=form.mapping(), update_existing=form.cleaned_data["update_existing"]
                 )
             except (ValidationError, ServiceError) as exc:

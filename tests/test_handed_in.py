@@ -4,7 +4,8 @@ import pytest
 from beacon.handed_in import HandedIn
 from deliveries.services import analysis_queuer, send_batch_queuer
 from deliveries.tasks import delivery_analysis_queue, delivery_send_batch_queue
-from profiles.services import list_import_queuer, profile_eraser
+from profiles.services.erasure import profile_eraser
+from profiles.services.imports import list_import_queuer
 from profiles.tasks import list_import_queue
 from tracking.services import profile_erase
 

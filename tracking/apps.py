@@ -8,7 +8,7 @@ class TrackingConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking as anymail_tracking
 
-        from profiles.services import profile_eraser
+        from profiles.services.erasure import profile_eraser
         from tracking import services, tasks
         from tracking.esp.webhooks import anymail_tracking_received
         from tracking.ingest.store import user_agents_seen

@@ -163,7 +163,7 @@ def redirect_target(message: MessageInfo, url: TrackedUrlInfo) -> str | None:
     key = (message.id, url.id)
     target = _personal_urls.get(key)
     if target is _MISSING:
-        from deliveries.content import render_link_url
+        from deliveries.personalization import render_link_url
 
         profile = Profile.objects.filter(pk=message.profile_id).first() if message.profile_id else None
         target = render_link_url(url.url, profile)

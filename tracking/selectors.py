@@ -8,7 +8,7 @@ import redis
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from deliveries.content import render_label, render_link_url
+from deliveries.personalization import render_label, render_link_url
 from beacon.exceptions import NotFound
 from deliveries.models import Delivery, Message, TrackingMode
 from profiles.models import AddressFailure, AddressRelease, ListMembership, Profile

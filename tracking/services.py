@@ -11,11 +11,12 @@ from beacon.exceptions import NotFound
 from deliveries.models import Message
 from deliveries.services import profile_messages_anonymize
 from profiles.models import Profile, ProfileErasure
-from profiles.services import profile_erase_records, profile_opt_out
+from profiles.services import profile_opt_out
+from profiles.services.erasure import profile_erase_records
 from tracking import lookups
 from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
-from tracking.ingest.store import events_anonymize, events_store
+from tracking.ingest.store import erasures_lock, events_anonymize, events_store
 from tracking.models import EventType
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
@@ -40,6 +41,9 @@ def message_opt_out(*, message_id: int, tracked_url_id: int | None, user_agent: 
     )
     try:
         with transaction.atomic():
+            # Before the profile's row lock, as an erase takes it (an erase waiting for that row while
+            # this waited for the erase would be a deadlock).
+            erasures_lock(exclusive=False)
             if message.profile_id:
                 profile_opt_out(profile_id=message.profile_id, at=datetime.fromtimestamp(event.logged_at, tz=UTC))
             events_store([event])
@@ -57,6 +61,7 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
     its own services, in one transaction under the profile's row lock (a second erase waits, then finds
     no profile: 404). Refused (409) while a delivery may still send to the person."""
     with transaction.atomic():
+        erasures_lock(exclusive=True)
         profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
         if profile is None:
             raise NotFound("No such profile.")
@@ -66,7 +71,9 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
         }
         messages = profile_messages_anonymize(profile_id=profile.pk, addresses=addresses)
         events = events_anonymize(profile_id=profile.pk, message_ids=message_ids, addresses=addresses)
-        erasure = profile_erase_records(profile=profile, actor=actor, messages_anonymized=messages, events_anonymized=events)
+        erasure = profile_erase_records(
+            profile=profile, addresses=addresses, actor=actor, messages_anonymized=messages, events_anonymized=events
+        )
     # This process's cached message lookups still name the profile; other processes' expire within their TTL.
     transaction.on_commit(lookups.clear_caches)
     return erasure

@@ -24,7 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError
-from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError, PreparedContent
+from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.personalization import PreparedContent
 from deliveries.models import (
     Delivery,
     DeliveryStatus,

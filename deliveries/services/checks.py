@@ -15,13 +15,8 @@ from urllib.parse import urlsplit
 from bs4 import BeautifulSoup
 from django.db.models import Count, Q
 
-from deliveries.content import (
-    MIRROR_VARIABLE,
-    PROFILE_FIELDS,
-    UNSUBSCRIBE_VARIABLE,
-    ContentError,
-    template_variables,
-)
+from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.personalization import PROFILE_FIELDS, template_variables
 from deliveries.models import Delivery
 from profiles.models import Profile
 

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from beacon.exceptions import NotFound, TransitionNotAllowed
 from beacon.handed_in import HandedIn
-from deliveries.content import ContentError, prepare_content
+from deliveries.content import ContentError
+from deliveries.personalization import prepare_content
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
 from profiles.models import List
 

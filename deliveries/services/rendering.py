@@ -8,12 +8,8 @@ from functools import lru_cache
 from django.conf import settings
 
 from beacon.exceptions import ServiceError
-from deliveries.content import (
-    HONEYPOT_VARIABLE,
-    MIRROR_VARIABLE,
-    PIXEL_VARIABLE,
-    UNSUBSCRIBE_VARIABLE,
-    ContentError,
+from deliveries.content import HONEYPOT_VARIABLE, MIRROR_VARIABLE, PIXEL_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.personalization import (
     PreparedContent,
     RenderedMessage,
     prepare_content,

@@ -1,8 +1,7 @@
 import pytest
 
-from deliveries.content import (
-    ContentError, check_templates, parse_content, prepare_content, render_label, render_link_url,
-)
+from deliveries.content import ContentError, parse_content
+from deliveries.personalization import check_templates, prepare_content, render_label, render_link_url
 from tests.factories import ProfileFactory
 
 HTML = """<html><body>

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from profiles import services
+from profiles.services import imports
 from profiles.models import ListImport, ListImportRejection, ListImportStatus, Profile
 from tests.factories import ListFactory, ProfileFactory, RoleUserFactory
 
@@ -123,14 +123,14 @@ def test_the_status_of_another_lists_import_is_a_404(api_client, post_and_run):
 
 def _queued(list_obj, content: str, **kwargs) -> ListImport:
     """An import created and mapped by header without running it (its on-commit queuing never fires here)."""
-    return services.list_import_create(list_obj=list_obj, file=upload(content), map_by_header=True, **kwargs)
+    return imports.list_import_create(list_obj=list_obj, file=upload(content), map_by_header=True, **kwargs)
 
 
 def test_large_import_in_chunks_with_progress(db):
     list_obj = ListFactory()
     rows = "".join(f"user{i}@example.com,User{i}\n" for i in range(5000))
     list_import = _queued(list_obj, f"email,first_name\n{rows}")
-    services.list_import_run(import_id=list_import.pk, chunk_size=700)
+    imports.list_import_run(import_id=list_import.pk, chunk_size=700)
     list_import.refresh_from_db()
     assert list_import.status == ListImportStatus.FINISHED
     assert (list_import.total, list_import.processed, list_import.created, list_import.added_to_list) == (5000, 5000, 5000, 5000)
@@ -140,8 +140,8 @@ def test_large_import_in_chunks_with_progress(db):
 def test_running_an_import_twice_counts_nothing_twice(db):
     list_obj = ListFactory()
     list_import = _queued(list_obj, "email\na@example.com\nbad\nb@example.com\n")
-    services.list_import_run(import_id=list_import.pk)
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     list_import.refresh_from_db()
     assert (list_import.processed, list_import.created, list_import.added_to_list, list_import.rejected) == (3, 2, 2, 1)
     assert ListImportRejection.objects.count() == 1
@@ -150,7 +150,7 @@ def test_running_an_import_twice_counts_nothing_twice(db):
 def test_a_run_that_died_is_resumed_after_its_last_committed_chunk(db, monkeypatch):
     list_obj = ListFactory()
     list_import = _queued(list_obj, "email\n" + "".join(f"p{i}@example.com\n" for i in range(5)) + "bad\n")
-    real_upsert = services._profiles_upsert
+    real_upsert = imports._profiles_upsert
     calls = []
 
     def dies_on_the_second_chunk(*args, **kwargs):
@@ -159,16 +159,16 @@ def test_a_run_that_died_is_resumed_after_its_last_committed_chunk(db, monkeypat
             raise RuntimeError("worker killed")
         return real_upsert(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_profiles_upsert", dies_on_the_second_chunk)
+    monkeypatch.setattr(imports, "_profiles_upsert", dies_on_the_second_chunk)
     with pytest.raises(RuntimeError):
-        services.list_import_run(import_id=list_import.pk, chunk_size=2)
+        imports.list_import_run(import_id=list_import.pk, chunk_size=2)
     list_import.refresh_from_db()
     # The first chunk is committed with its counters; the second left nothing behind.
     assert (list_import.status, list_import.processed, list_import.created) == (ListImportStatus.RUNNING, 2, 2)
     assert list_obj.profiles.count() == 2
 
-    monkeypatch.setattr(services, "_profiles_upsert", real_upsert)
-    services.list_import_run(import_id=list_import.pk, chunk_size=2)
+    monkeypatch.setattr(imports, "_profiles_upsert", real_upsert)
+    imports.list_import_run(import_id=list_import.pk, chunk_size=2)
     list_import.refresh_from_db()
     assert list_import.status == ListImportStatus.FINISHED
     assert (list_import.processed, list_import.created, list_import.added_to_list, list_import.rejected) == (6, 5, 5, 1)
@@ -177,16 +177,16 @@ def test_a_run_that_died_is_resumed_after_its_last_committed_chunk(db, monkeypat
 def test_a_run_behind_another_one_writes_nothing(db):
     list_obj = ListFactory()
     list_import = _queued(list_obj, "email\na@example.com\n")
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     ListImport.objects.filter(pk=list_import.pk).update(status=ListImportStatus.RUNNING)
-    assert services._import_chunk(list_import, start=0, chunk=[(2, ["late@example.com"])]) is False
+    assert imports._import_chunk(list_import, start=0, chunk=[(2, ["late@example.com"])]) is False
     assert not Profile.objects.filter(email="late@example.com").exists()
 
 
 def test_a_malformed_file_fails_the_import_with_nothing_imported(db):
     list_obj = ListFactory()
     list_import = _queued(list_obj, "email,note\nfirst@example.com,ok\nsecond@example.com," + "x" * 200_000 + "\n")
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     list_import.refresh_from_db()
     assert list_import.status == ListImportStatus.FAILED
     assert "cannot be read" in list_import.error
@@ -204,7 +204,7 @@ def test_hostile_rows_are_rejected_with_their_reason_and_stored_safely(db):
         "ok@example.com,Ok,fine\n"
     )
     list_import = _queued(list_obj, content)
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     list_import.refresh_from_db()
     assert list_import.status == ListImportStatus.FINISHED
     reasons = dict(ListImportRejection.objects.values_list("line", "reason"))
@@ -222,21 +222,21 @@ def test_hostile_rows_are_rejected_with_their_reason_and_stored_safely(db):
 
 def test_a_windows_1252_file_is_read_as_such(db):
     list_obj = ListFactory()
-    list_import = services.list_import_create(
+    list_import = imports.list_import_create(
         list_obj=list_obj, file=upload("email;first_name\nzoe@example.com;Zoë\n".encode("cp1252")), map_by_header=True
     )
     assert (list_import.encoding, list_import.delimiter) == ("cp1252", ";")
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     assert Profile.objects.get(email="zoe@example.com").first_name == "Zoë"
 
 
 def test_utf8_surrogate_bytes_do_not_break_the_import(db):
     list_obj = ListFactory()
     # A UTF-16 surrogate encoded in UTF-8 is not valid UTF-8: the file is read as Windows-1252.
-    list_import = services.list_import_create(
+    list_import = imports.list_import_create(
         list_obj=list_obj, file=upload(b"email,first_name\nsur@example.com,A\xed\xa0\x80B\n"), map_by_header=True
     )
-    services.list_import_run(import_id=list_import.pk)
+    imports.list_import_run(import_id=list_import.pk)
     list_import.refresh_from_db()
     assert (list_import.status, list_import.created) == (ListImportStatus.FINISHED, 1)
 

@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
 from profiles.models import EmailStatus
-from profiles.services import list_import_create
+from profiles.services.imports import list_import_create
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE
 from tests.factories import ListFactory, ProfileFactory, RoleUserFactory
 

@@ -25,7 +25,7 @@ def one_window(monkeypatch):
     """Every click in the middle of one person window (a replay must not straddle two by chance)."""
     window = persons.COOKIELESS_PERSON_WINDOW
     middle = dt.datetime.fromtimestamp((time.time() // window + 0.5) * window, tz=dt.UTC)
-    monkeypatch.setattr("tracking.views.timezone.now", lambda: middle)
+    monkeypatch.setattr("tracking.views.endpoints.timezone.now", lambda: middle)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-from profiles import services as profile_services
+from profiles.services import imports as profile_imports
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserFactory
 
 LONG = 100_000
@@ -80,7 +80,7 @@ class Objects:
         self.delivery = DeliveryFactory(lists=[self.list])
         self.tracked_url = TrackedUrlFactory(delivery=self.delivery)
         MessageFactory(delivery=self.delivery, profile=self.profile)
-        self.list_import = profile_services.list_import_create(
+        self.list_import = profile_imports.list_import_create(
             list_obj=self.list, file=SimpleUploadedFile("people.csv", b"email\nimported@example.org\n")
         )
         self._unique = itertools.count()

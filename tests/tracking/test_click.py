@@ -10,7 +10,7 @@ from tests.tracking.conftest import BROWSER
 from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory
 from tracking import machine
 from tracking.models import EventType, TrackingEvent, UserAgent
-from tracking.views import BROWSER_COOKIE, WEB_COOKIE
+from tracking.views.base import BROWSER_COOKIE, WEB_COOKIE
 
 pytestmark = pytest.mark.django_db
 
@@ -228,11 +228,12 @@ def test_post_is_not_allowed_on_clicks(client, sent_message, link):
 
 
 def test_direct_write_click_makes_few_queries(client, sent_message, link, django_assert_max_num_queries):
-    with django_assert_max_num_queries(6):
-        # Cold: message, URL, user agent insert and select, event insert, the message's recent clicks.
+    with django_assert_max_num_queries(7):
+        # Cold: message, URL, user agent insert and select, whether the message's person is erased, event
+        # insert, the message's recent clicks.
         assert click(client, sent_message, link).status_code == 302
-    with django_assert_max_num_queries(2):
-        # Warm: the event insert and the burst check.
+    with django_assert_max_num_queries(3):
+        # Warm: whether the message's person is erased, the event insert and the burst check.
         assert click(client, sent_message, link).status_code == 302
 
 

@@ -8,7 +8,7 @@ from deliveries.models import TrackedUrl, TrackingMode
 from profiles.models import EmailStatus, Profile
 from tests.tracking.conftest import BROWSER
 from tracking.models import EventType, TrackingEvent
-from tracking.views import MIRROR_CSP
+from tracking.views.recipient_pages import MIRROR_CSP
 
 pytestmark = pytest.mark.django_db
 

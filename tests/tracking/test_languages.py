@@ -10,7 +10,7 @@ from django.test import Client
 
 from deliveries.tokens import Purpose, make_token
 from tests.factories import MessageFactory, ProfileFactory
-from tracking.views import WEB_COOKIE, WEB_OPT_OUT_COOKIE
+from tracking.views.base import WEB_COOKIE, WEB_OPT_OUT_COOKIE
 
 QUESTION = {
     "en": "Do you want to stop receiving these emails?",

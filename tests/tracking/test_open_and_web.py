@@ -10,7 +10,7 @@ from tests.factories import TrackedUrlFactory
 from tests.tracking.conftest import BROWSER
 from tracking import machine
 from tracking.models import EventType, TrackingEvent
-from tracking.views import BROWSER_COOKIE, WEB_COOKIE, WEB_OPT_OUT_COOKIE
+from tracking.views.base import BROWSER_COOKIE, WEB_COOKIE, WEB_OPT_OUT_COOKIE
 
 pytestmark = pytest.mark.django_db
 

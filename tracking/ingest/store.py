@@ -8,6 +8,11 @@ agents to rows of the distinct-UA table, inserts the events in one statement tha
 already stored (``ON CONFLICT (event_id) DO NOTHING``: a batch delivered twice is stored once), and
 runs the click-pattern checks of ``tracking.machine`` in the same transaction. User agents seen for the
 first time are announced with the signal ``user_agents_seen`` once committed.
+
+An event still in transit (journal, stream, spool) when its person is erased is stored anonymously: the
+batch's messages whose profile is gone are found in one query per batch, under a lock that an erase
+takes exclusively (``erasures_lock``, so that no batch slips in between), and their events lose the IP,
+the user agent, the profile, the browser id and any address their page URL carried.
 """
 import hashlib
 import io
@@ -21,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import Signal
 
+from deliveries.models import Message
 from tracking import machine
 from tracking.ingest.event import Event
 from tracking.lookups import TTLCache
@@ -57,6 +63,11 @@ class Row(NamedTuple):
     is_machine: bool
     machine_reason: str
 
+
+# The advisory lock of `erasures_lock` (a constant of Beacon's own: "beacon-e").
+ERASURES_LOCK_KEY = int.from_bytes(b"beacon-e", "big") >> 1
+# Anything address-shaped in an erased person's page URL: their address is no longer known to cut it.
+_ADDRESS_RE = re.compile(r"[^\s/?&=#@]+(?:@|%40)[^\s/?&=#]+", re.IGNORECASE)
 
 _TABLE = TrackingEvent._meta.db_table
 _COLUMNS = ", ".join(TrackingEvent._meta.get_field(name).column for name in Row._fields)
@@ -131,6 +142,46 @@ def _row(event: Event, user_agent_ids: dict[str, int]) -> Row:
     )
 
 
+def _erasures_lock_sql(*, exclusive: bool) -> str:
+    return f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}(%s)"
+
+
+def erasures_lock(*, exclusive: bool) -> None:
+    """Orders an erase and the batches being stored, until the end of the transaction: a batch that looked
+    for erased messages before an erase committed is committed before the erase anonymizes events, and
+    one that looks after waits for the erase and sees it. Shared by the batches; exclusive for an erase,
+    which takes it first, before any row lock, so that neither waits for the other holding one. On
+    SQLite, whose transactions take the write lock as they begin (IMMEDIATE), they are already ordered."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_erasures_lock_sql(exclusive=exclusive), [ERASURES_LOCK_KEY])
+
+
+def _erased_message_ids(events: list[Event]) -> set[int]:
+    """The batch's messages whose person is erased: every message has a profile from its analysis until
+    the erase unlinks it (`deliveries.services.privacy`), so a message without one is an erased person's.
+    Read under the shared `erasures_lock`, taken in the same round trip on PostgreSQL (a statement of its
+    own, so that the read's snapshot comes after it): one round trip per batch."""
+    message_ids = {event.message_id for event in events if event.message_id is not None}
+    if not message_ids:
+        return set()
+    erased = Message.objects.filter(id__in=message_ids, profile__isnull=True).values_list("id", flat=True)
+    if connection.vendor != "postgresql":
+        return set(erased)
+    sql, params = erased.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_erasures_lock_sql(exclusive=False)}; {sql}", [ERASURES_LOCK_KEY, *params])
+        return {message_id for (message_id,) in cursor.fetchall()}
+
+
+def _anonymous(row: Row) -> Row:
+    """An erased person's event as `events_anonymize` would leave it, and without what could tie it to
+    them (user agent, browser id): nothing has counted it yet, so no report changes."""
+    return row._replace(
+        profile_id=None, user_agent_id=None, ip=None, browser_id="", page_url=_ADDRESS_RE.sub("", row.page_url)
+    )
+
+
 def _copy_escape(text: str) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
@@ -200,6 +251,9 @@ def events_store(events: list[Event]) -> None:
         user_agent_ids, new_unparsed = _resolve_user_agents({event.user_agent for event in batch if event.user_agent})
         rows = [_row(event, user_agent_ids) for event in batch]
         with transaction.atomic(savepoint=False):
+            erased = _erased_message_ids(batch)
+            if erased:
+                rows = [_anonymous(row) if row.message_id in erased else row for row in rows]
             _insert_rows(rows)
             _flag_click_patterns(rows)
         unparsed.extend(new_unparsed)

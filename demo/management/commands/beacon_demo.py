@@ -1,6 +1,7 @@
 """Creates the admin login (printed) and the demo data set for the embedded default; idempotent.
 
-Demo data: 50 profiles (a few text-only, one denylisted, one quarantined), a list, and a delivery
+Demo data: 50 profiles (a few text-only, one denylisted by a complaint and one quarantined by a hard
+bounce, both through the quarantine rule, so that each has its reason and failure), a list, and a delivery
 analyzed and sent through the real services. The demo send goes to Django's in-memory backend, so
 the console is not flooded with 50 emails and nothing leaves the machine. The send is then backdated
 by three days (a demo-data step), its recipients' activity over the following hours is made through
@@ -17,10 +18,11 @@ from django.test.utils import override_settings
 
 from beacon.in_process_tasks import in_process_tasks_wait
 from deliveries import services
-from deliveries.models import Delivery
+from deliveries.models import Delivery, FailureReason
 from demo.activity import demo_tracking_activity
 from profiles import services as profile_services
-from profiles.models import EmailFormat, EmailStatus, List, Profile
+from profiles.models import AddressFailureType, EmailFormat, List, Profile
+from profiles.services.quarantine import AddressFailureReport, address_outcomes_record
 from reporting.statistics import reports_refresh
 
 LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -82,10 +84,12 @@ class Command(BaseCommand):
                 last_name=last,
                 attributes={"city": CITIES[number % len(CITIES)]},
                 email_format=EmailFormat.TEXT if number % 12 == 5 else EmailFormat.HTML,
-                email_status=(
-                    EmailStatus.DENYLISTED if number == 7 else EmailStatus.QUARANTINED if number == 13 else EmailStatus.VALID
-                ),
             )
+        # Their event keys make a second run a replay, which the rule counts once.
+        address_outcomes_record(failures=[
+            AddressFailureReport(AddressFailureType.COMPLAINT, FailureReason.COMPLAINT, email=emails[7], event_key="demo:complaint"),
+            AddressFailureReport(AddressFailureType.HARD, FailureReason.USER_UNKNOWN, email=emails[13], event_key="demo:hard-bounce"),
+        ])
         return list(Profile.objects.filter(email__in=emails))
 
     def _demo_delivery(self, admin) -> None:
