@@ -1,0 +1,127 @@
+"""The outbox: one Notification per (subscription, event), made in bulk from what the other apps
+announce, and the sending queued once committed.
+
+Receivers of `tracking.ingest.store.events_stored` and `deliveries.signals.delivery_finished`
+(connected in webhooks.apps). Ingestion is a hot path: a batch costs no query at all unless an active
+subscription wants one of its event types (the active subscriptions are kept per process for a
+few seconds, `selectors.active_subscriptions`), and otherwise one SELECT of
+the batch's events and one INSERT of the rows owed.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import redis
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from deliveries.models import Delivery
+from tracking.models import EventType as TrackingEventType
+from tracking.models import TrackingEvent
+from webhooks.models import EventType, Notification, Subscription
+from webhooks.selectors import ActiveSubscription, active_subscriptions
+from webhooks.tasks import send_due
+
+logger = logging.getLogger(__name__)
+
+INSERT_BATCH_SIZE = 1000
+# Ids of events that have none of their own (a delivery's end), derived so that a repeat is the same event.
+EVENT_NAMESPACE = uuid.UUID("6f1c3a52-3d1e-4c7e-9a57-2b8e0f4d5a10")
+TRACKING_TYPES = {
+    TrackingEventType.OPEN: EventType.OPEN,
+    TrackingEventType.CLICK: EventType.CLICK,
+    TrackingEventType.OPT_OUT: EventType.OPT_OUT,
+}
+
+
+def _body(event_type: str, occurred_at: datetime, data: dict) -> dict:
+    """The JSON body of every message, as the Standard Webhooks spec suggests: type, timestamp, data."""
+    return {"type": event_type, "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"), "data": data}
+
+
+def _queue_sending() -> None:
+    try:
+        send_due.delay()
+    except (KombuOperationalError, redis.RedisError, OSError):
+        # The rows are committed: the periodic task sends them.
+        logger.warning("Could not queue webhook sending; the periodic task will", exc_info=True)
+
+
+def _insert(notifications: list[Notification]) -> None:
+    """Inserts what is not already owed (one event is sent once) and queues the sending once committed."""
+    if not notifications:
+        return
+    with transaction.atomic():
+        Notification.objects.bulk_create(notifications, ignore_conflicts=True, batch_size=INSERT_BATCH_SIZE)
+        transaction.on_commit(_queue_sending)
+
+
+def notification_add(*, subscription: Subscription, event_type: str, occurred_at: datetime, data: dict, event_id: uuid.UUID | None = None) -> Notification:
+    """One notification, due now (the test action's ping)."""
+    notification = Notification.objects.create(
+        subscription=subscription, event_id=event_id or uuid.uuid4(), event_type=event_type,
+        payload=_body(event_type, occurred_at, data), next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(_queue_sending)
+    return notification
+
+
+def _owed(event_type: str, is_machine: bool) -> list[ActiveSubscription]:
+    return [
+        subscription for subscription in active_subscriptions()
+        if event_type in subscription.event_types and not (is_machine and subscription.humans_only)
+    ]
+
+
+def tracking_events_enqueue(sender: object, *, event_ids: list[str], event_types: set[str], **kwargs: object) -> None:
+    """Receiver of `events_stored`: the batch's opens, clicks and opt-outs that active subscriptions want."""
+    subscriptions = active_subscriptions()
+    if not subscriptions:
+        return
+    wanted = {tracking for tracking, ours in TRACKING_TYPES.items() if tracking in event_types and any(ours in s.event_types for s in subscriptions)}
+    if not wanted:
+        return
+    events = TrackingEvent.objects.filter(event_id__in=event_ids, type__in=wanted).values_list(
+        "event_id", "type", "logged_at", "delivery_id", "message_id", "profile_id", "profile__email",
+        "tracked_url_id", "tracked_url__url", "tracked_url__label", "is_machine", "machine_reason",
+    )
+    now = timezone.now()
+    notifications = []
+    for (event_id, type_, logged_at, delivery_id, message_id, profile_id, email, url_id, url, url_label, is_machine, reason) in events:
+        event_type = TRACKING_TYPES[type_]
+        data = {
+            "event_id": str(event_id), "delivery_id": delivery_id, "message_id": message_id,
+            # Only when the recipient consented to tracking: their events are linked to them then.
+            "profile_id": profile_id, "email": email,
+            "is_machine": is_machine, "machine_reason": reason,
+        }
+        if event_type == EventType.CLICK:
+            data.update(tracked_url_id=url_id, url=url, url_label=url_label)
+        body = _body(event_type, logged_at, data)
+        notifications.extend(
+            Notification(subscription_id=s.id, event_id=event_id, event_type=event_type, payload=body, next_attempt_at=now)
+            for s in _owed(event_type, is_machine)
+        )
+    _insert(notifications)
+
+
+def delivery_finished_enqueue(sender: object, *, delivery_id: int, **kwargs: object) -> None:
+    """Receiver of `delivery_finished`: the delivery's counters at its end."""
+    subscriptions = _owed(EventType.DELIVERY_FINISHED, is_machine=False)
+    if not subscriptions:
+        return
+    delivery = Delivery.objects.filter(pk=delivery_id).values("label", "processed", "success", "errors", "finished_at").first()
+    if delivery is None:
+        return
+    event_id = uuid.uuid5(EVENT_NAMESPACE, f"delivery_finished:{delivery_id}")
+    body = _body(EventType.DELIVERY_FINISHED, delivery["finished_at"] or timezone.now(), {"delivery_id": delivery_id, **{
+        key: delivery[key] for key in ("label", "processed", "success", "errors")
+    }})
+    now = timezone.now()
+    _insert([
+        Notification(subscription_id=s.id, event_id=event_id, event_type=EventType.DELIVERY_FINISHED, payload=body, next_attempt_at=now)
+        for s in subscriptions
+    ])
