@@ -86,7 +86,12 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_notification_due_idx")]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.webhook_id}"
+        return f"{self.event_type} {self.header_id}"
+
+    @property
+    def header_id(self) -> str:
+        """The `webhook-id` header's value."""
+        return f"msg_{self.webhook_id.hex}"
 
 
 class Attempt(models.Model):

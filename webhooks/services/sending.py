@@ -65,7 +65,7 @@ def _claim(*, now: datetime, limit: int) -> tuple[str, list[Notification]]:
 def _send(notification: Notification) -> transport.Outcome:
     body = json.dumps(notification.payload, separators=(",", ":")).encode()
     headers = signing.signed_headers(
-        secret=notification.subscription.secret, webhook_id=f"msg_{notification.webhook_id.hex}",
+        secret=notification.subscription.secret, webhook_id=notification.header_id,
         timestamp=int(time.time()), body=body,
     )
     return transport.post(
