@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _checked_url(url: object) -> str:
+def url_checked(url: object) -> str:
     try:
         transport.url_check(url, allow_private=settings.BEACON_WEBHOOK_ALLOW_PRIVATE_ADDRESSES)
     except transport.UrlRefused as refused:
@@ -28,7 +28,7 @@ def _checked_url(url: object) -> str:
     return url
 
 
-def _checked_event_types(event_types: object) -> list[str]:
+def event_types_checked(event_types: object) -> list[str]:
     message = f"A non-empty list of event types, each one of: {', '.join(EventType.values)}."
     if not isinstance(event_types, list) or not event_types or len(event_types) > len(EventType.values):
         raise ServiceError(message, fields={"events": [message]})
@@ -37,7 +37,7 @@ def _checked_event_types(event_types: object) -> list[str]:
     return sorted(set(event_types))
 
 
-def _checked_secret(secret: object) -> str:
+def secret_checked(secret: object) -> str:
     try:
         signing.secret_bytes(secret)
     except signing.SecretInvalid as invalid:
@@ -58,9 +58,9 @@ def subscription_create(
     """A new active subscription; without a secret, one is made. Its secret is on the returned object,
     which is the only time the API shows it."""
     subscription = Subscription(
-        url=_checked_url(url),
-        event_types=_checked_event_types(event_types),
-        secret=signing.secret_generate() if secret in (None, "") else _checked_secret(secret),
+        url=url_checked(url),
+        event_types=event_types_checked(event_types),
+        secret=signing.secret_generate() if secret in (None, "") else secret_checked(secret),
         humans_only=bool(humans_only),
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
@@ -85,11 +85,11 @@ def subscription_update(
     with transaction.atomic():
         subscription = _locked(subscription_id)
         if url is not None:
-            subscription.url = _checked_url(url)
+            subscription.url = url_checked(url)
         if event_types is not None:
-            subscription.event_types = _checked_event_types(event_types)
+            subscription.event_types = event_types_checked(event_types)
         if secret is not None:
-            subscription.secret = _checked_secret(secret)
+            subscription.secret = secret_checked(secret)
         if humans_only is not None:
             subscription.humans_only = bool(humans_only)
         if is_active is True and not subscription.is_active:
