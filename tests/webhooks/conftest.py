@@ -3,6 +3,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.accounts.conftest import NO_ROLE
 from webhooks.selectors import active_subscriptions_forget
 
 
@@ -61,3 +62,13 @@ def _webhooks_to_localhost(settings):
     active_subscriptions_forget()
     yield
     active_subscriptions_forget()
+
+
+@pytest.fixture
+def role_user(db):
+    from tests.factories import RoleUserFactory
+
+    def make(caller: str):
+        return RoleUserFactory(role=None if caller == NO_ROLE else caller)
+
+    return make
