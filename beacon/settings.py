@@ -338,3 +338,4 @@ BEACON_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("BEACON_WEBHOOK_ALLOW_PRIVATE_
 if BEACON_WEBHOOK_MAX_ATTEMPTS < 1 or not 0 < BEACON_WEBHOOK_TIMEOUT_SECONDS <= 60:
     raise ImproperlyConfigured("BEACON_WEBHOOK_MAX_ATTEMPTS must be at least 1, BEACON_WEBHOOK_TIMEOUT_SECONDS above 0 and at most 60.")
 CELERY_BEAT_SCHEDULE["webhooks-send-due"] = {"task": "webhooks.send_due", "schedule": 10.0}
+CELERY_BEAT_SCHEDULE["webhooks-purge-log"] = {"task": "webhooks.purge_log", "schedule": 3600.0}

@@ -3,6 +3,7 @@ import time
 
 from celery import shared_task
 
+from webhooks.services.retention import notifications_purge
 from webhooks.services.sending import BATCH_SIZE, notifications_send_due
 
 # Past this, the task hands the rest to a new run rather than hold a worker.
@@ -22,3 +23,8 @@ def send_due() -> int:
             return sent
     send_due.delay()
     return sent
+
+
+@shared_task(name="webhooks.purge_log", ignore_result=True, time_limit=1800, soft_time_limit=1500)
+def purge_log() -> int:
+    return notifications_purge()
