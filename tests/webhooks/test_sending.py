@@ -10,6 +10,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from deliveries import services as delivery_services
+from deliveries.models import FailureReason, FailureType
+from deliveries.services.returns import ReturnedFailure, returns_record
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, TrackedUrlFactory
 from tracking.ingest.event import new_event
 from tracking.ingest.store import events_store
@@ -251,3 +253,28 @@ def test_the_body_is_the_json_that_was_signed(receiver, django_capture_on_commit
     subscribe(receiver, ["opt_out"])
     store([event_of(MessageFactory(), "opt_out")], django_capture_on_commit_callbacks)
     assert json.loads(receiver.requests[0]["body"]) == Notification.objects.get().payload
+
+
+def test_bounces_and_complaints_that_come_back_are_posted_once(receiver, django_capture_on_commit_callbacks):
+    subscription = subscribe(receiver, ["bounce", "complaint"])
+    bounced, complained = MessageFactory(delivery=DeliveryFactory(processed=1, success=1)), MessageFactory()
+    returns = [
+        ReturnedFailure(message_id=bounced.pk, kind="bounce", failure_type=FailureType.HARD,
+                        failure_reason=FailureReason.USER_UNKNOWN, detail="550 5.1.1 no such user"),
+        ReturnedFailure(message_id=complained.pk, kind="complaint"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        returns_record(returns)
+    with django_capture_on_commit_callbacks(execute=True):
+        returns_record(returns)  # the same returns reported again (the mailbox and an ESP): nothing new
+
+    bodies = sorted(verified(receiver, subscription.secret), key=lambda body: body["type"])
+    assert [body["type"] for body in bodies] == ["bounce", "complaint"]
+    assert bodies[0]["data"] == {
+        "message_id": bounced.pk, "delivery_id": bounced.delivery_id, "profile_id": bounced.profile_id,
+        "email": bounced.email, "failure_type": "hard", "failure_reason": "user_unknown", "detail": "550 5.1.1 no such user",
+    }
+    assert bodies[1]["data"] == {
+        "message_id": complained.pk, "delivery_id": complained.delivery_id, "profile_id": complained.profile_id,
+        "email": complained.email,
+    }

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from deliveries.models import Delivery
+from deliveries.models import Delivery, Message
 from tracking.models import EventType as TrackingEventType
 from tracking.models import TrackingEvent
 from webhooks.models import EventType, Notification, Subscription
@@ -69,9 +69,9 @@ def notification_add(*, subscription: Subscription, event_type: str, occurred_at
     return notification
 
 
-def _owed(event_type: str, is_machine: bool) -> list[ActiveSubscription]:
+def _owed(subscriptions: list[ActiveSubscription], event_type: str, is_machine: bool = False) -> list[ActiveSubscription]:
     return [
-        subscription for subscription in active_subscriptions()
+        subscription for subscription in subscriptions
         if event_type in subscription.event_types and not (is_machine and subscription.humans_only)
     ]
 
@@ -89,6 +89,7 @@ def tracking_events_enqueue(sender: object, *, event_ids: list[str], event_types
         "tracked_url_id", "tracked_url__url", "tracked_url__label", "is_machine", "machine_reason",
     )
     now = timezone.now()
+    owed = {(ours, is_machine): _owed(subscriptions, ours, is_machine) for ours in TRACKING_TYPES.values() for is_machine in (False, True)}
     notifications = []
     for (event_id, type_, logged_at, delivery_id, message_id, profile_id, email, url_id, url, url_label, is_machine, reason) in events:
         event_type = TRACKING_TYPES[type_]
@@ -103,14 +104,14 @@ def tracking_events_enqueue(sender: object, *, event_ids: list[str], event_types
         body = _body(event_type, logged_at, data)
         notifications.extend(
             Notification(subscription_id=s.id, event_id=event_id, event_type=event_type, payload=body, next_attempt_at=now)
-            for s in _owed(event_type, is_machine)
+            for s in owed[event_type, is_machine]
         )
     _insert(notifications)
 
 
 def delivery_finished_enqueue(sender: object, *, delivery_id: int, **kwargs: object) -> None:
     """Receiver of `delivery_finished`: the delivery's counters at its end."""
-    subscriptions = _owed(EventType.DELIVERY_FINISHED, is_machine=False)
+    subscriptions = _owed(active_subscriptions(), EventType.DELIVERY_FINISHED)
     if not subscriptions:
         return
     delivery = Delivery.objects.filter(pk=delivery_id).values("label", "processed", "success", "errors", "finished_at").first()
@@ -125,3 +126,33 @@ def delivery_finished_enqueue(sender: object, *, delivery_id: int, **kwargs: obj
         Notification(subscription_id=s.id, event_id=event_id, event_type=EventType.DELIVERY_FINISHED, payload=body, next_attempt_at=now)
         for s in subscriptions
     ])
+
+
+def messages_returned_enqueue(sender: object, *, returns: list, **kwargs: object) -> None:
+    """Receiver of `deliveries.signals.messages_returned`: bounces that came back after sending and
+    complaints (`deliveries.services.returns.ReturnedFailure`s), each message's once per kind."""
+    subscriptions = active_subscriptions()
+    owed = {kind: _owed(subscriptions, kind) for kind in (EventType.BOUNCE, EventType.COMPLAINT)}
+    wanted = [returned for returned in returns if owed.get(returned.kind)]
+    if not wanted:
+        return
+    messages = Message.objects.only("id", "delivery_id", "profile_id", "email").in_bulk({returned.message_id for returned in wanted})
+    now = timezone.now()
+    notifications = []
+    for returned in wanted:
+        message = messages.get(returned.message_id)
+        if message is None:
+            continue
+        data = {
+            "message_id": message.pk, "delivery_id": message.delivery_id, "profile_id": message.profile_id,
+            "email": message.email,
+        }
+        if returned.kind == EventType.BOUNCE:
+            data.update(failure_type=returned.failure_type, failure_reason=returned.failure_reason, detail=returned.detail)
+        event_id = uuid.uuid5(EVENT_NAMESPACE, f"{returned.kind}:{message.pk}")
+        body = _body(returned.kind, now, data)
+        notifications.extend(
+            Notification(subscription_id=s.id, event_id=event_id, event_type=returned.kind, payload=body, next_attempt_at=now)
+            for s in owed[returned.kind]
+        )
+    _insert(notifications)
