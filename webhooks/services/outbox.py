@@ -1,11 +1,11 @@
 """The outbox: one Notification per (subscription, event), made in bulk from what the other apps
 announce, and the sending queued once committed.
 
-Receivers of `tracking.ingest.store.events_stored` and `deliveries.signals.delivery_finished`
-(connected in webhooks.apps). Ingestion is a hot path: a batch costs no query at all unless an active
-subscription wants one of its event types (the active subscriptions are kept per process for a
-few seconds, `selectors.active_subscriptions`), and otherwise one SELECT of
-the batch's events and one INSERT of the rows owed.
+Receivers of `tracking.ingest.store.events_stored`, `deliveries.signals.delivery_finished` and
+`deliveries.signals.messages_returned` (connected in webhooks.apps). Ingestion is a hot path: a batch
+costs no query at all unless an active subscription wants one of its event types (the active
+subscriptions are kept per process for a few seconds, `selectors.active_subscriptions`), and otherwise
+one SELECT of the batch's events and a bulk INSERT of the rows owed.
 """
 from __future__ import annotations
 
@@ -59,10 +59,10 @@ def _insert(notifications: list[Notification]) -> None:
         transaction.on_commit(_queue_sending)
 
 
-def notification_add(*, subscription: Subscription, event_type: str, occurred_at: datetime, data: dict, event_id: uuid.UUID | None = None) -> Notification:
-    """One notification, due now (the test action's ping)."""
+def notification_add(*, subscription: Subscription, event_type: str, occurred_at: datetime, data: dict) -> Notification:
+    """One notification of an event of its own, due now (the test action's ping)."""
     notification = Notification.objects.create(
-        subscription=subscription, event_id=event_id or uuid.uuid4(), event_type=event_type,
+        subscription=subscription, event_id=uuid.uuid4(), event_type=event_type,
         payload=_body(event_type, occurred_at, data), next_attempt_at=timezone.now(),
     )
     transaction.on_commit(_queue_sending)
