@@ -17,6 +17,7 @@ from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
 from tracking.ingest.store import events_anonymize, events_store
 from tracking.models import EventType
+from tracking.signals import profile_erasing
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
 # often its recipient (or their mail client) posts the one-click unsubscribe.
@@ -53,8 +54,9 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
     IP, and an address-free `ProfileErasure` records it. Every report is unchanged, before and after a
     recompute: nothing the consolidation or the delivery-log statistics count by is touched.
 
-    Here because tracking is the highest app whose tables this changes; each app's rows change through
-    its own services, in one transaction under the profile's row lock (a second erase waits, then finds
+    Here because tracking is the highest app whose tables this changes but for the webhooks' outbox,
+    which that app erases on the signal `profile_erasing`; each app's rows change through its own
+    services, in one transaction under the profile's row lock (a second erase waits, then finds
     no profile: 404). Refused (409) while a delivery may still send to the person."""
     with transaction.atomic():
         profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
@@ -66,6 +68,7 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
         }
         messages = profile_messages_anonymize(profile_id=profile.pk, addresses=addresses)
         events = events_anonymize(profile_id=profile.pk, message_ids=message_ids, addresses=addresses)
+        profile_erasing.send(sender=Profile, profile_id=profile.pk, message_ids=message_ids)
         erasure = profile_erase_records(profile=profile, actor=actor, messages_anonymized=messages, events_anonymized=events)
     # This process's cached message lookups still name the profile; other processes' expire within their TTL.
     transaction.on_commit(lookups.clear_caches)
