@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "deliveries",
     "tracking",
     "reporting",
+    "webhooks",
     "demo",
 ]
 
@@ -345,3 +346,16 @@ CELERY_BEAT_SCHEDULE.update(
         "tracking-parse-user-agents": {"task": "tracking.parse_user_agents", "schedule": 60.0},
     }
 )
+
+# --- Outgoing webhooks (webhooks/) ---
+# A subscription is disabled after this many failed attempts in a row; each event is tried at most
+# this many times, backing off from 5 s to 6 h between attempts (webhooks/services/sending.py).
+BEACON_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("BEACON_WEBHOOK_MAX_ATTEMPTS", "8"))
+# Seconds to connect, and again to read the answer, per attempt.
+BEACON_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("BEACON_WEBHOOK_TIMEOUT_SECONDS", "5"))
+# Whether webhook URLs may point at private, loopback or link-local addresses (Beacon's own network).
+BEACON_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("BEACON_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
+if BEACON_WEBHOOK_MAX_ATTEMPTS < 1 or not 0 < BEACON_WEBHOOK_TIMEOUT_SECONDS <= 60:
+    raise ImproperlyConfigured("BEACON_WEBHOOK_MAX_ATTEMPTS must be at least 1, BEACON_WEBHOOK_TIMEOUT_SECONDS above 0 and at most 60.")
+CELERY_BEAT_SCHEDULE["webhooks-send-due"] = {"task": "webhooks.send_due", "schedule": 10.0}
+CELERY_BEAT_SCHEDULE["webhooks-purge-log"] = {"task": "webhooks.purge_log", "schedule": 3600.0}

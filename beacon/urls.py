@@ -19,9 +19,11 @@ urlpatterns = [
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),
     path("api/", include("reporting.api_urls")),
+    path("api/", include("webhooks.api_urls")),
     # Before the pages' catch-all reporting routes.
     path("", include("accounts.urls")),
     path("", include("deliveries.urls")),
     path("", include("profiles.urls")),
+    path("", include("webhooks.urls")),
     path("", include("reporting.urls")),
 ]

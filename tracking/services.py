@@ -18,6 +18,7 @@ from tracking.ingest.event import new_event
 from tracking.ingest.handoff import EventNotStored
 from tracking.ingest.store import erasures_lock, events_anonymize, events_store
 from tracking.models import EventType
+from tracking.signals import profile_erasing
 
 # Opt-out event ids derive from the message, so a message is counted as opted out once, however
 # often its recipient (or their mail client) posts the one-click unsubscribe.
@@ -57,8 +58,9 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
     IP, and an address-free `ProfileErasure` records it. Every report is unchanged, before and after a
     recompute: nothing the consolidation or the delivery-log statistics count by is touched.
 
-    Here because tracking is the highest app whose tables this changes; each app's rows change through
-    its own services, in one transaction under the profile's row lock (a second erase waits, then finds
+    Here because tracking is the highest app whose tables this changes but for the webhooks' outbox,
+    which that app erases on the signal `profile_erasing`; each app's rows change through its own
+    services, in one transaction under the profile's row lock (a second erase waits, then finds
     no profile: 404). Refused (409) while a delivery may still send to the person."""
     with transaction.atomic():
         erasures_lock(exclusive=True)
@@ -71,6 +73,7 @@ def profile_erase(*, profile_id: int, actor=None) -> ProfileErasure:
         }
         messages = profile_messages_anonymize(profile_id=profile.pk, addresses=addresses)
         events = events_anonymize(profile_id=profile.pk, message_ids=message_ids, addresses=addresses)
+        profile_erasing.send(sender=Profile, profile_id=profile.pk, message_ids=message_ids)
         erasure = profile_erase_records(
             profile=profile, addresses=addresses, actor=actor, messages_anonymized=messages, events_anonymized=events
         )

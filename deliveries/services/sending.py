@@ -30,6 +30,7 @@ from deliveries.services.lifecycle import AuditAction, _audit, _locked, _transit
 from deliveries.services.mime import _email_for
 from deliveries.services.rendering import SendContent, send_content
 from deliveries.smtp_errors import classify_exception, is_connection_error
+from deliveries.signals import delivery_finished
 from profiles.emails import email_domain
 from profiles.services.quarantine import AddressFailureReport, address_outcomes_record
 
@@ -83,6 +84,7 @@ def _finish_if_done(delivery_id: int) -> bool:
         delivery.finished_at = timezone.now()
         delivery.save(update_fields=["status", "finished_at", "updated_at"])
         _audit(delivery, AuditAction.FINISHED, None, processed=delivery.processed, success=delivery.success, errors=delivery.errors)
+        transaction.on_commit(lambda: delivery_finished.send_robust(sender=Delivery, delivery_id=delivery_id))
         return True
 
 

@@ -51,7 +51,7 @@ def test_new_user_agents_are_queued_for_parsing_once_stored_and_rows_are_reused(
     ]
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         events_store(events)
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the new user agents' parsing, and the batch announced (events_stored)
     assert UserAgent.objects.count() == 2
     assert not UserAgent.objects.filter(parsed_at__isnull=True).exists()
 

@@ -7,7 +7,8 @@ stream consumer, the spool's replay). Per batch of up to STORE_BATCH_SIZE events
 agents to rows of the distinct-UA table, inserts the events in one statement that skips event ids
 already stored (``ON CONFLICT (event_id) DO NOTHING``: a batch delivered twice is stored once), and
 runs the click-pattern checks of ``tracking.machine`` in the same transaction. User agents seen for the
-first time are announced with the signal ``user_agents_seen`` once committed.
+first time are announced with the signal ``user_agents_seen`` once committed, and each batch with
+``events_stored``.
 
 An event still in transit (journal, stream, spool) when its person is erased is stored anonymously: the
 batch's messages whose profile is gone are found in one query per batch, under a lock that an erase
@@ -40,6 +41,10 @@ LOAD_TABLE = "tracking_event_load"
 # Sent once the batch that created them is committed, with `ids`: the new UserAgent rows, unparsed.
 # The tracking app queues their parsing (tracking.apps); the store never imports the task module.
 user_agents_seen = Signal()
+# Sent once per batch when it is committed, with `event_ids` (its events, new or stored before: a
+# receiver must be idempotent) and `event_types` (the set of their types, so that a receiver can tell
+# without a query that it wants none of them). The webhooks app turns them into its outbox (webhooks.apps).
+events_stored = Signal()
 
 _user_agent_ids = TTLCache(maxsize=20_000, ttl=3600.0)
 
@@ -237,6 +242,13 @@ def _flag_click_patterns(rows: list[Row]) -> None:
         machine.flag_click_patterns(message_ids={row.message_id for row in clicks}, first=min(times), last=max(times))
 
 
+def _announce_on_commit(rows: list[Row]) -> None:
+    event_ids = [row.event_id for row in rows]
+    event_types = {row.type for row in rows}
+    # Robust: the events are stored whatever a receiver does; it logs its own failure.
+    transaction.on_commit(lambda: events_stored.send_robust(sender=TrackingEvent, event_ids=event_ids, event_types=event_types))
+
+
 def events_store(events: list[Event]) -> None:
     """Inserts the events (one statement per batch), skipping event ids already stored.
 
@@ -256,6 +268,8 @@ def events_store(events: list[Event]) -> None:
                 rows = [_anonymous(row) if row.message_id in erased else row for row in rows]
             _insert_rows(rows)
             _flag_click_patterns(rows)
+            if events_stored.has_listeners():
+                _announce_on_commit(rows)
         unparsed.extend(new_unparsed)
     if unparsed:
         transaction.on_commit(lambda: user_agents_seen.send(sender=UserAgent, ids=unparsed))
