@@ -8,6 +8,7 @@ the mailbox and a webhook reporting the same bounce, or a replayed event, change
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from deliveries.models import Delivery, FailureType, Message, MessageStatus
 from deliveries.signals import messages_returned
 from profiles.models import AddressFailure, AddressFailureType
 from profiles.services.quarantine import COMPLAINT, AddressFailureReport, address_outcomes_record
+
+logger = logging.getLogger(__name__)
 
 BOUNCE = "bounce"
 KINDS = (BOUNCE, COMPLAINT)
@@ -101,8 +104,16 @@ def returns_record(returns: Sequence[ReturnedFailure], *, at: datetime | None = 
         complaints = [returned for report, returned in reports if report.failure_type == AddressFailureType.COMPLAINT and report.event_key in new_reports]
         changed = list(newly_failed.values()) + complaints
         if changed:
-            transaction.on_commit(lambda: messages_returned.send(sender=ReturnedFailure, returns=changed))
+            transaction.on_commit(lambda: messages_returned_announce(changed))
     return ReturnsRecorded(messages_failed=len(failed_messages), complaints=len(complaints), unchanged=len(returns) - len(changed))
+
+
+def messages_returned_announce(returns: list[ReturnedFailure]) -> None:
+    """Tells higher apps (webhooks) after the commit; a receiver's failure is logged, never undoes or
+    interrupts what was recorded (the mailbox still removes the bounce it read)."""
+    for receiver, result in messages_returned.send_robust(sender=ReturnedFailure, returns=returns):
+        if isinstance(result, Exception):
+            logger.error("messages_returned receiver %r failed", receiver, exc_info=result)
 
 
 def _new_address_failures(reports: list[AddressFailureReport], at: datetime) -> set[str]:

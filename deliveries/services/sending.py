@@ -29,6 +29,7 @@ from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureTy
 from deliveries.services.lifecycle import AuditAction, _audit, _locked, _transition
 from deliveries.services.mime import _email_for
 from deliveries.services.rendering import SendContent, send_content
+from deliveries.services.returns import BOUNCE, ReturnedFailure, messages_returned_announce
 from deliveries.smtp_errors import classify_exception, is_connection_error
 from deliveries.signals import delivery_finished
 from profiles.emails import email_domain
@@ -120,6 +121,15 @@ def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: dateti
     ]
     delivered = [o.message.profile_id for o in outcomes if o.message.status == MessageStatus.SENT and o.message.profile_id]
     address_outcomes_record(failures=bounces, delivered_profile_ids=delivered, at=sent_at)
+    refused = [
+        ReturnedFailure(message_id=o.message.id, kind=BOUNCE, failure_type=o.bounce_type,
+                        failure_reason=o.message.failure_reason, detail=o.message.failure_detail)
+        for o in outcomes
+        if o.bounce_type
+    ]
+    if refused:
+        # A relay's refusal is a bounce as much as one that comes back later: announced alike.
+        transaction.on_commit(lambda: messages_returned_announce(refused))
 
 
 def _flush_and_advance(delivery_id: int, outcomes: list[_Outcome], next_group: list[Message], remaining_ids: list[int], message_id_suffix: str) -> bool:

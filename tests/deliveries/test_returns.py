@@ -122,3 +122,28 @@ def test_a_long_detail_is_cut_to_the_log_limit():
     services.returns_record([hard(message, detail="x" * 10_000)])
     message.refresh_from_db()
     assert len(message.failure_detail) == services.returns.DETAIL_LIMIT
+
+
+def test_a_relay_refusal_at_send_time_is_announced_as_a_bounce(django_capture_on_commit_callbacks, returned_signals):
+    from tests.deliveries.test_send_quarantine import sent_batch
+
+    refused, delivered = ProfileFactory(email="hard.announce@example.com"), ProfileFactory(email="ok.announce@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        sent_batch([refused, delivered])
+    announced = [r for batch in returned_signals for r in batch]
+    assert [(r.kind, r.failure_type, r.failure_reason) for r in announced] == [("bounce", "hard", "user_unknown")]
+
+
+def test_a_failing_receiver_does_not_undo_or_interrupt_the_record(django_capture_on_commit_callbacks):
+    def broken(sender, returns, **kwargs):
+        raise RuntimeError("receiver down")
+
+    _, (message,) = sent_messages(1)
+    messages_returned.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            recorded = services.returns_record([hard(message)])
+    finally:
+        messages_returned.disconnect(broken)
+    message.refresh_from_db()
+    assert recorded.messages_failed == 1 and message.status == MessageStatus.FAILED
