@@ -11,6 +11,7 @@ The user and password are URL-encoded (``p%40ss`` for ``p@ss``). Settings load i
 wrong value stops Beacon with a clear message, which never repeats the password. No Django import: the
 settings module uses it.
 """
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -45,9 +46,11 @@ def mailbox_url_parse(value: str) -> MailboxUrl:
     """The mailbox `value` names; ValueError saying what is wrong (without the password) otherwise."""
     if not isinstance(value, str) or "\x00" in value or len(value) > 2000:
         raise ValueError(f"must be {EXPECTED}")
-    scheme = value.partition(":")[0].lower()
+    scheme = value.partition(":")[0].lower() if ":" in value else ""
     if scheme not in (MAILDIR, IMAPS, POP3S):
-        raise ValueError(f"must be {EXPECTED}; {scheme or 'no'} scheme is not one of them")
+        # The scheme is echoed only when it looks like one: a mistyped value may start with a password.
+        why = f"the {scheme} scheme is not one of them" if re.fullmatch(r"[a-z][a-z0-9+.-]{0,15}", scheme) else "it has no scheme"
+        raise ValueError(f"must be {EXPECTED}; {why}")
     try:
         parts = urlsplit(value)
         port = parts.port
