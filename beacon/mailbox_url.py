@@ -69,8 +69,8 @@ def mailbox_url_parse(value: str) -> MailboxUrl:
     folder = unquote(parts.path.lstrip("/"))
     if scheme == POP3S and folder:
         raise ValueError("POP3 has no folders: pop3s://user:password@host[:port]")
-    if scheme == IMAPS and ("/" in folder or '"' in folder or "\\" in folder or any(ord(c) < 32 for c in folder)):
-        raise ValueError("the IMAP folder must be a plain name such as INBOX")
+    if scheme == IMAPS and (not folder.isascii() or any(c in '/"\\' or ord(c) < 32 or ord(c) == 127 for c in folder)):
+        raise ValueError("the IMAP folder must be a plain ASCII name such as INBOX")
     return MailboxUrl(
         scheme,
         host=parts.hostname,

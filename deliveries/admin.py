@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -141,6 +141,7 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
 
+MAX_ID = 2**63 - 1
 # The start of a returned message shown on its admin page; the whole kept copy is downloadable.
 RAW_SHOWN_BYTES = 64 * 1024
 
@@ -173,6 +174,8 @@ class ReturnedMailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ]
 
     def raw_view(self, request, pk: int):
+        if pk > MAX_ID:  # past what the database's id column holds: nothing there
+            raise Http404
         returned = get_object_or_404(ReturnedMail, pk=pk)
         if not self.has_view_permission(request, returned):
             raise PermissionDenied

@@ -50,6 +50,8 @@ class MailboxReader(Protocol):
 
     def remove(self, key: str) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class MaildirReader:
     def __init__(self, path: str):

@@ -84,8 +84,14 @@ def test_the_raw_message_downloads_as_it_came(returned, login):
     assert response["Content-Disposition"] == f'attachment; filename="returned-mail-{returned.pk}.eml"'
 
 
-def test_a_raw_message_that_does_not_exist_is_a_404(login):
-    assert login(ADMINISTRATOR).get("/admin/deliveries/returnedmail/999999/raw/").status_code == 404
+@pytest.mark.parametrize("pk", ["999999", "9" * 30])
+def test_a_raw_message_that_does_not_exist_is_a_404(login, pk):
+    assert login(ADMINISTRATOR).get(f"/admin/deliveries/returnedmail/{pk}/raw/").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["?q=%00", "?outcome__exact=" + "x" * 5000, "?message__id__exact=" + "9" * 30, "?q=" + "\u00e9" * 3000])
+def test_hostile_filters_are_answered_never_a_500(login, returned, query):
+    assert login(ADMINISTRATOR).get(f"/admin/deliveries/returnedmail/{query}").status_code in (200, 302, 400)
 
 
 def test_a_matched_message_links_to_its_delivery_log_entry(login, settings):
