@@ -170,7 +170,6 @@ def test_erasing_removes_the_bounces_matched_to_the_persons_messages(person):
     assert _client(ADMINISTRATOR).post(f"/api/profiles/{person.pk}/erase/").status_code == 200
 
     assert list(ReturnedMail.objects.values_list("outcome", flat=True)) == [other.outcome]
-    assert _rows_holding(ADDRESS) == []
 
 
 def test_erasing_twice_is_a_404_the_second_time(person):
