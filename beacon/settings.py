@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from beacon.mailbox_url import mailbox_url_parse
 from beacon.secret_keys import MAKE_ONE, weak_keys_message
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -212,6 +213,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["reporting-refresh-reports"] = {"task": "reporting.refresh_reports", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["deliveries-recover-analyses"] = {"task": "deliveries.recover_analyses", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["deliveries-fetch-bounces"] = {"task": "deliveries.fetch_bounces", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["reporting-purge-expired-events"] = {"task": "reporting.purge_expired_events", "schedule": 3600.0}
 
 # --- Email ---
@@ -259,6 +261,16 @@ BEACON_UNSUBSCRIBE_MAILTO = os.environ.get("BEACON_UNSUBSCRIBE_MAILTO", "")
 BEACON_BOUNCE_ADDRESS = os.environ.get("BEACON_BOUNCE_ADDRESS", "").strip()
 if BEACON_BOUNCE_ADDRESS and not re.fullmatch(r"[^@\s+<>]{1,40}@[A-Za-z0-9.-]{1,253}", BEACON_BOUNCE_ADDRESS):
     raise ImproperlyConfigured("BEACON_BOUNCE_ADDRESS must be a plain address without '+', e.g. bounces@example.com.")
+# Where bounces come back to, read every minute (deliveries.bounces.mailbox; beacon/mailbox_url.py):
+# maildir:///path, imaps://user:password@host[:port]/INBOX or pop3s://user:password@host[:port]. Empty: not read.
+BEACON_BOUNCE_MAILBOX = os.environ.get("BEACON_BOUNCE_MAILBOX", "").strip()
+if BEACON_BOUNCE_MAILBOX:
+    try:
+        mailbox_url_parse(BEACON_BOUNCE_MAILBOX)
+    except ValueError as _mailbox_problem:
+        raise ImproperlyConfigured(f"BEACON_BOUNCE_MAILBOX {_mailbox_problem}.") from None
+# A CA certificate file (PEM) trusted for the IMAP or POP3 server instead of the system's; empty: the system's.
+BEACON_BOUNCE_MAILBOX_CA_FILE = os.environ.get("BEACON_BOUNCE_MAILBOX_CA_FILE", "").strip()
 # Soft bounces quarantine an address at the 5th within this many days (profiles.services.quarantine).
 BEACON_SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("BEACON_SOFT_BOUNCE_WINDOW_DAYS", "7"))
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))

@@ -1,14 +1,18 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.urls import reverse
-from django.utils.html import format_html
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import RoleAdminMixin
 from beacon.exceptions import NotFound, ServiceError
+from beacon.storable import storable
 from deliveries import services
 from deliveries.forms import add_service_errors
-from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl
+from deliveries.models import Delivery, DeliveryAuditEntry, Message, ReturnedMail, TrackedUrl
+from profiles.admin import ReadOnlyAdminMixin
 
 COUNTERS = ["initial_population", "excluded_by_cause", "to_deliver", "processed", "success", "errors"]
 DATES = ["created_at", "updated_at", "analyzed_at", "sending_started_at", "finished_at"]
@@ -135,3 +139,83 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+MAX_ID = 2**63 - 1
+# The start of a returned message shown on its admin page; the whole kept copy is downloadable.
+RAW_SHOWN_BYTES = 64 * 1024
+
+
+@admin.register(ReturnedMail)
+class ReturnedMailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What came back to the bounce mailbox, kept whatever it was: the unmatched bounces are for the
+    operators to look at. Administrators only (no other role holds a permission on it): the messages name
+    recipients. Read-only; the raw message is shown escaped and downloadable, never rendered."""
+
+    list_display = ["received_at", "kind", "outcome", "failure_type", "failure_reason", "subject", "sender", "message_link"]
+    list_filter = ["outcome", "kind", "failure_type", "failure_reason", "received_at"]
+    search_fields = ["subject", "sender", "sha256"]
+    list_per_page = 100
+    show_full_result_count = False
+    fields = [
+        "received_at", "kind", "outcome", "message_link", "failure_type", "failure_reason", "subject", "sender",
+        "recipients", "matching_keys", "size", "sha256", "raw_download", "raw_text",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        # The raw copies can be hundreds of kilobytes each: loaded only where shown.
+        return super().get_queryset(request).select_related("message").defer("raw")
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/raw/", self.admin_site.admin_view(self.raw_view), name="deliveries_returnedmail_raw"),
+            *super().get_urls(),
+        ]
+
+    def raw_view(self, request, pk: int):
+        if pk > MAX_ID:  # past what the database's id column holds: nothing there
+            raise Http404
+        returned = get_object_or_404(ReturnedMail, pk=pk)
+        if not self.has_view_permission(request, returned):
+            raise PermissionDenied
+        response = HttpResponse(bytes(returned.raw), content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="returned-mail-{returned.pk}.eml"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @admin.display(description="Message")
+    def message_link(self, returned: ReturnedMail) -> str:
+        if returned.message_id is None:
+            return "-"
+        url = reverse("admin:deliveries_message_change", args=[returned.message_id])
+        return format_html('<a href="{}">{}</a>', url, returned.message)
+
+    @admin.display(description="Failed recipients")
+    def recipients(self, returned: ReturnedMail) -> str:
+        recipients = returned.summary.get("recipients", [])
+        if not recipients:
+            return "-"
+        rows = format_html_join("", "<li>{} {} {} / {}: {}</li>", (
+            (r.get("address") or "(not named)", r.get("status", ""), r.get("failure_type", ""), r.get("failure_reason", ""), r.get("diagnostic", ""))
+            for r in recipients
+        ))
+        return format_html("<ul>{}</ul>", rows)
+
+    @admin.display(description="Matched by")
+    def matching_keys(self, returned: ReturnedMail) -> str:
+        verp = returned.summary.get("verp_message_id")
+        message_id = returned.summary.get("original_message_id") or "-"
+        return f"VERP token: {verp if verp is not None else '-'}; original Message-ID: {message_id}"
+
+    @admin.display(description="Raw message")
+    def raw_download(self, returned: ReturnedMail) -> str:
+        url = reverse("admin:deliveries_returnedmail_raw", args=[returned.pk])
+        kept = len(returned.raw)
+        note = f" (the first {kept} of {returned.size} bytes)" if kept < returned.size else ""
+        return format_html('<a href="{}" download>Download (.eml){}</a>', url, note)
+
+    @admin.display(description="Raw message (start, as text)")
+    def raw_text(self, returned: ReturnedMail) -> str:
+        text = storable(bytes(returned.raw[:RAW_SHOWN_BYTES]).decode("utf-8", "replace"))
+        return format_html("<pre class=\"returned-mail\">{}</pre>", text)

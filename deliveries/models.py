@@ -185,3 +185,72 @@ class DeliveryAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} on {self.delivery_id}"
+
+
+class ReturnedMailKind(models.TextChoices):
+    """What a message at the bounce address is (`deliveries.bounces.parse.BounceKind`)."""
+
+    BOUNCE = "bounce", "Bounce"
+    COMPLAINT = "complaint", "Complaint"
+    AUTO_REPLY = "auto_reply", "Auto-reply"
+    NOT_A_BOUNCE = "not_a_bounce", "Not a bounce"
+
+
+class ReturnedMailOutcome(models.TextChoices):
+    # A bounce or complaint matched to its message and recorded (deliveries.services.returns).
+    MATCHED = "matched", "Matched"
+    # A bounce or complaint naming no message Beacon knows: kept for the operators to look at.
+    UNMATCHED = "unmatched", "Unmatched"
+    # Nothing to record: an auto-reply, not a bounce, or a delay (the sending server still tries).
+    IGNORED = "ignored", "Ignored"
+
+
+class ReturnedMail(models.Model):
+    """One message read from the bounce mailbox (deliveries.services.bounce_intake), kept whatever it was.
+
+    Its SHA-256 makes a message read twice (the mailbox failed to remove it after the commit) count once.
+    """
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    received_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=ReturnedMailKind.choices)
+    outcome = models.CharField(max_length=16, choices=ReturnedMailOutcome.choices)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="returned_mail")
+    # The failure recorded (or that would be, for an unmatched bounce): the first failed recipient's.
+    failure_type = models.CharField(max_length=8, choices=FailureType.choices, blank=True)
+    failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    sender = models.CharField(max_length=300, blank=True)
+    # The parse: recipients (address, status, diagnostic, action, failure type and reason), the VERP
+    # message id and the original Message-ID.
+    summary = models.JSONField(default=dict, blank=True)
+    # The message as it came, up to RAW_KEPT_BYTES; `size` is what was read.
+    raw = models.BinaryField()
+    size = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "returned mail"
+        indexes = [models.Index(fields=["outcome", "received_at"], name="returnedmail_outcome_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.received_at:%Y-%m-%d %H:%M} ({self.outcome})"
+
+
+# The name of the bounce mailbox's `BounceMailboxState` row.
+BOUNCE_MAILBOX_STATE = "bounces"
+
+
+class BounceMailboxState(models.Model):
+    """The one row of the bounce mailbox's reading: who holds it (a lease, so that two runs never read at
+    once across their many transactions) and how the last run ended (the Settings page)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    lease_holder = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_counts = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,7 +5,17 @@ import re
 from django.db import connection
 from django.db.models import QuerySet
 
-from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl, TrackingMode
+from deliveries.models import (
+    BOUNCE_MAILBOX_STATE,
+    BounceMailboxState,
+    Delivery,
+    DeliveryAuditEntry,
+    Message,
+    ReturnedMail,
+    ReturnedMailOutcome,
+    TrackedUrl,
+    TrackingMode,
+)
 from profiles.models import Profile
 
 # The audit details that name recipients: a proof's addresses, the profile it was personalized for.
@@ -89,3 +99,13 @@ def audit_details_visible(details: dict, *, personal_data: bool) -> dict:
     if personal_data:
         return details
     return {key: value for key, value in details.items() if key not in PERSONAL_AUDIT_DETAILS}
+
+
+def returned_mail_unmatched_count() -> int:
+    """Bounces and complaints read at the bounce address that name no message Beacon knows."""
+    return ReturnedMail.objects.filter(outcome=ReturnedMailOutcome.UNMATCHED).count()
+
+
+def bounce_mailbox_state() -> BounceMailboxState | None:
+    """How the last read of the bounce mailbox ended; None before the first."""
+    return BounceMailboxState.objects.filter(name=BOUNCE_MAILBOX_STATE).first()

@@ -1,8 +1,13 @@
 """Celery tasks of deliveries: thin wrappers around `deliveries.services`."""
+import logging
+
 from celery import shared_task
 
 from beacon.exceptions import ServiceError
 from deliveries import services
+from deliveries.bounces.mailbox import MailboxError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -65,3 +70,17 @@ def delivery_analysis_queue(delivery_id: int, actor_id: int | None) -> None:
 def deliveries_analysis_recover_task() -> int:
     """Every minute (Celery beat): deliveries whose analysis died go back to draft."""
     return services.deliveries_analysis_recover()
+
+
+@shared_task(name="deliveries.fetch_bounces", soft_time_limit=240, time_limit=270)
+def bounce_mailbox_fetch_task() -> str:
+    """Every minute (Celery beat): reads the bounce mailbox, if BEACON_BOUNCE_MAILBOX is set. A run that
+    finds another one reading gives way; a mailbox that cannot be read is logged and tried next minute."""
+    try:
+        fetch = services.bounce_mailbox_fetch()
+    except services.MailboxBusy:
+        return "busy"
+    except MailboxError:
+        logger.warning("the bounce mailbox could not be read", exc_info=True)
+        return "mailbox error"
+    return "not configured" if fetch is None else str(fetch)

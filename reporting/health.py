@@ -1,6 +1,7 @@
 """Reads of Beacon's running state for the Settings page: the public tracking host, the signing keys
 (by fingerprint, never the key) and the health of the event pipeline, from a click to a report row
-(the stream's backlog, spool files waiting for replay, events not yet consolidated)."""
+(the stream's backlog, spool files waiting for replay, events not yet consolidated), and the bounce
+mailbox's last read with the unmatched bounces waiting for an operator."""
 import datetime as dt
 import hashlib
 from typing import NamedTuple
@@ -8,6 +9,8 @@ from typing import NamedTuple
 import redis
 from django.conf import settings
 
+from beacon.mailbox_url import mailbox_url_parse
+from deliveries import selectors as deliveries_selectors
 from reporting.consolidation.pointer import STATE_NAME
 from reporting.models import ConsolidationGap, ConsolidationState
 from tracking import selectors as tracking_selectors
@@ -69,9 +72,30 @@ def consolidation_lag() -> ConsolidationLag:
     )
 
 
+class BounceMailboxHealth(NamedTuple):
+    # The mailbox as shown to people (never its password); "" when BEACON_BOUNCE_MAILBOX is empty.
+    mailbox: str
+    last_run_at: dt.datetime | None
+    last_counts: dict
+    last_error: str
+    unmatched: int
+
+
+def bounce_mailbox_health() -> BounceMailboxHealth:
+    state = deliveries_selectors.bounce_mailbox_state()
+    return BounceMailboxHealth(
+        mailbox=mailbox_url_parse(settings.BEACON_BOUNCE_MAILBOX).shown if settings.BEACON_BOUNCE_MAILBOX else "",
+        last_run_at=state.last_run_at if state else None,
+        last_counts=state.last_counts if state else {},
+        last_error=state.last_error if state else "",
+        unmatched=deliveries_selectors.returned_mail_unmatched_count(),
+    )
+
+
 def pipeline_health() -> dict:
     return {
         "stream": event_stream_state(),
         "spool_files": tracking_selectors.spool_files_waiting(),
         "consolidation": consolidation_lag(),
+        "bounces": bounce_mailbox_health(),
     }

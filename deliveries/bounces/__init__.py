@@ -1,4 +1,4 @@
-"""Asynchronous bounces and complaints: pure functions, no database, no mailbox.
+"""Asynchronous bounces and complaints: pure functions, no database; `mailbox` reads the bounce mailbox.
 
 Public interface:
 
@@ -13,5 +13,9 @@ Public interface:
 - `classify.classify(status_class, enhanced_status, text)` -> (failure type, reason), from the table
   `classify.RULES` (docs/bounces.md), which the send-time errors (`deliveries.smtp_errors`) share.
 
-Matching a report to its Message, recording it and quarantining are the callers' job.
+- `mailbox.mailbox_open(url)`: a reader of BEACON_BOUNCE_MAILBOX (maildir, IMAP or POP3 over TLS),
+  giving (key, raw bytes) and removing a key when told to.
+
+Matching a report to its Message, recording it and quarantining are the callers' job
+(`deliveries.services.bounce_intake`).
 """

@@ -11,13 +11,15 @@
 - `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
 - `backdating`: demo data, a delivery as if sent some time ago;
 - `privacy`: an erased person's messages made anonymous;
-- `returns`: what comes back after sending (a later bounce, a complaint), from the bounce mailbox or an ESP.
+- `returns`: what comes back after sending (a later bounce, a complaint), from the bounce mailbox or an ESP;
+- `bounce_intake`: the bounce mailbox read: each message kept (`ReturnedMail`), matched, recorded, removed.
 
 Callers use the names below (`from deliveries import services`); the underscored helpers the modules
 share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analysis_request, delivery_analysis_run, delivery_analyze
 from deliveries.services.backdating import delivery_backdate
+from deliveries.services.bounce_intake import BounceFetch, MailboxBusy, bounce_mailbox_fetch, returned_mail_intake
 from deliveries.services.checks import Check, checks_errors, delivery_checks
 from deliveries.services.counters import delivery_counters_recount
 from deliveries.services.lifecycle import (
@@ -46,6 +48,10 @@ from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_upd
 
 __all__ = [
     "ANALYSIS_LEASE",
+    "BounceFetch",
+    "MailboxBusy",
+    "bounce_mailbox_fetch",
+    "returned_mail_intake",
     "CLAIM_LEASE",
     "CONTENT_LINK_MODES",
     "EDITABLE_STATUSES",

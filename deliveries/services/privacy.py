@@ -4,7 +4,9 @@ A message row stays, so every count built from the delivery log (to deliver, suc
 reason and domain, throughput) and every rollup keyed by message id is unchanged, before and after a
 recompute. What goes is the person: the profile link, and the address, which becomes
 `erased@<its domain>` so that the per-domain statistics, which read the domain from the address, still
-count the message in the same domain. Any copy of the address in the relay's diagnostic goes too.
+count the message in the same domain. Any copy of the address in the relay's diagnostic goes too, and
+so do the bounces and complaints matched to the person's messages (`ReturnedMail`: the mail as it came
+back, which names them; what they counted stays on the messages).
 """
 import re
 
@@ -12,7 +14,7 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 
 from beacon.exceptions import TransitionNotAllowed
-from deliveries.models import DeliveryStatus, Message, MessageStatus
+from deliveries.models import DeliveryStatus, Message, MessageStatus, ReturnedMail
 from profiles.emails import email_domain, email_domain_expression
 
 ERASED_LOCAL_PART = "erased"
@@ -51,4 +53,5 @@ def profile_messages_anonymize(*, profile_id: int, addresses: set[str]) -> int:
     for message in detailed:
         message.failure_detail = quoted.sub(lambda match: erased_address(match.group(0)), message.failure_detail)
     Message.objects.bulk_update(detailed, ["failure_detail"], batch_size=1000)
+    ReturnedMail.objects.filter(message__profile_id=profile_id).delete()
     return messages.update(profile=None, email=Concat(Value(f"{ERASED_LOCAL_PART}@"), email_domain_expression("email")))

@@ -58,3 +58,46 @@ def smtp_server(settings):
         yield handler
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and its key (the CA file the readers are told to trust)."""
+    from tests.deliveries.mailbox_servers import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def bounce_maildir(tmp_path, settings):
+    """An empty maildir that BEACON_BOUNCE_MAILBOX names."""
+    import mailbox
+
+    folder = tmp_path / "bounces"
+    settings.BEACON_BOUNCE_MAILBOX = f"maildir://{folder}"
+    return mailbox.Maildir(folder, create=True)
+
+
+def _mail_server(kind, tls_certificate, settings):
+    from tests.deliveries.mailbox_servers import MailServer
+
+    server = MailServer(kind, *tls_certificate)
+    settings.BEACON_BOUNCE_MAILBOX = server.url
+    settings.BEACON_BOUNCE_MAILBOX_CA_FILE = str(tls_certificate[0])
+    return server
+
+
+@pytest.fixture
+def imap_server(tls_certificate, settings):
+    """A fake IMAP server over TLS that BEACON_BOUNCE_MAILBOX names, its certificate trusted."""
+    server = _mail_server("imaps", tls_certificate, settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pop3_server(tls_certificate, settings):
+    """A fake POP3 server over TLS that BEACON_BOUNCE_MAILBOX names, its certificate trusted."""
+    server = _mail_server("pop3s", tls_certificate, settings)
+    yield server
+    server.stop()

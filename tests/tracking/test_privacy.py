@@ -6,12 +6,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
-from deliveries.models import DeliveryStatus, Message, MessageStatus
+from deliveries.models import DeliveryStatus, Message, MessageStatus, ReturnedMail
+from deliveries.services import returned_mail_intake
 from profiles.models import AddressFailure, AddressRelease, EmailStatus, Profile, ProfileErasure
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports import REPORT_NAMES
 from reporting.statistics import reports_refresh
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE
+from tests.deliveries.test_bounce_mailbox_end_to_end import delivery_status_notification
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackingEventFactory
 from tests.reporting.conftest import Scenario
 from tracking.models import EventType, TrackingEvent
@@ -148,6 +150,26 @@ def test_erasing_leaves_no_row_anywhere_holding_the_address_or_the_ips(person):
     erasure = ProfileErasure.objects.get()
     assert (erasure.profile_id, erasure.messages_anonymized, erasure.events_anonymized) == (person.pk, 1, 2)
     assert erasure.actor is not None
+
+
+def test_erasing_removes_the_bounces_matched_to_the_persons_messages(person):
+    """The mail that came back to the bounce mailbox names the person, in its text and its summary."""
+    message = Message.objects.get(profile=person)
+    message.delivery.success = 1
+    message.delivery.save()
+    message.smtp_message_id = "<1.erase-test@beacon.example>"
+    message.save()
+    bounce = delivery_status_notification(
+        return_path="bounces@beacon.example", recipient=ADDRESS, status="5.1.1", diagnostic="550 5.1.1 user unknown",
+        message_id=message.smtp_message_id,
+    )
+    returned_mail_intake(raw=bounce)
+    assert ReturnedMail.objects.get().message_id == message.pk
+    other = returned_mail_intake(raw=b"Subject: someone else\n\nhello\n")
+
+    assert _client(ADMINISTRATOR).post(f"/api/profiles/{person.pk}/erase/").status_code == 200
+
+    assert list(ReturnedMail.objects.values_list("outcome", flat=True)) == [other.outcome]
 
 
 def test_erasing_twice_is_a_404_the_second_time(person):
