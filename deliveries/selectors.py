@@ -1,11 +1,13 @@
 """Reads on deliveries, their delivery log and their links, and what the delivery pages offer to pick
 (attribute keys, profiles)."""
 import re
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl, TrackingMode
+from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl, TrackingMode
 from profiles.models import Profile
 
 # The audit details that name recipients: a proof's addresses, the profile it was personalized for.
@@ -89,3 +91,26 @@ def audit_details_visible(details: dict, *, personal_data: bool) -> dict:
     if personal_data:
         return details
     return {key: value for key, value in details.items() if key not in PERSONAL_AUDIT_DETAILS}
+
+
+def delivery_expected_end(*, delivery: Delivery, now: datetime | None = None) -> datetime | None:
+    """While a delivery sends: when it should be done, from what is left and its rate. The rate is the
+    slower of its `max_per_hour` and what it has made since it started (which the domain rates and the
+    relay's speed hold down; a pause counts as time spent). None when not sending, or before any rate
+    is known; read from the delivery's counters only, so the progress can poll it."""
+    if delivery.status != DeliveryStatus.SENDING:
+        return None
+    now = now or timezone.now()
+    left = max(delivery.to_deliver - delivery.processed, 0)
+    if not left:
+        return now
+    per_second = []
+    if delivery.max_per_hour:
+        per_second.append(delivery.max_per_hour / 3600)
+    if delivery.sending_started_at and delivery.processed:
+        elapsed = (now - delivery.sending_started_at).total_seconds()
+        if elapsed > 0:
+            per_second.append(delivery.processed / elapsed)
+    if not per_second:
+        return None
+    return now + timedelta(seconds=left / min(per_second))
