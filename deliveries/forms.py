@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from beacon.send_rates import MAX_RATE_PER_HOUR
+from beacon.storable import UNSTORABLE_MESSAGE, is_storable
 from deliveries.models import Delivery, TrackingMode
 from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS, MAX_ID
 from profiles.models import List
@@ -108,13 +109,23 @@ def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+class LocalTimeField(forms.DateTimeField):
+    """A `datetime-local` value. Python's date parsing stops at a NUL and would take what comes before
+    it: the field refuses it first."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not is_storable(value):
+            raise ValidationError(f"This value {UNSTORABLE_MESSAGE}.", code="unstorable")
+        return super().to_python(value)
+
+
 class ScheduleForm(forms.Form):
     """When a delivery starts: a wall-clock time in the marketer's time zone, which the page's script
     fills in from the browser (`static/deliveries/schedule.js`); without it, the server's `TIME_ZONE`.
     The browser's zone, not a setting per user: it is where the marketer is as they type, and the page
     shows it beside the field, so the time they read is the time they mean."""
 
-    at = forms.DateTimeField(
+    at = LocalTimeField(
         label="Start sending at",
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),

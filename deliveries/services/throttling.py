@@ -160,11 +160,12 @@ for b, _ in pairs(short) do
 end
 if wait < 0 then wait = 0 end
 for i = 1, n do
-  redis.call('HSET', KEYS[i], 't', tostring(tokens[i]), 'at', tostring(stamps[i]))
+  -- Every digit kept: tostring() keeps 14, which loses the fraction of a second of a time since 1970.
+  redis.call('HSET', KEYS[i], 't', string.format('%.17g', tokens[i]), 'at', string.format('%.17g', stamps[i]))
   -- Expires when it would be full again: missing means full.
   redis.call('PEXPIRE', KEYS[i], math.ceil((caps[i] - tokens[i]) / rates[i] * 1000) + 1000)
 end
-return {table.concat(granted), tostring(wait)}
+return {table.concat(granted), string.format('%.17g', wait)}
 """
 
 
