@@ -7,10 +7,12 @@ link and a message, an import), signed in as an administrator, who may call ever
 """
 import itertools
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from profiles import services as profile_services
@@ -107,6 +109,7 @@ class Objects:
             "ListInput": {"name": f"New list {n}"},
             "DeliveryInput": {"label": f"Delivery {n}", "subject": "Hi", "from_email": "news@beacon.example", "html": "<p>Hi</p>", "text": "Hi"},
             "ProofInput": {"emails": ["proof@example.org"]},
+            "ScheduleInput": {"at": (timezone.now() + timedelta(days=1)).isoformat()},
             "ProfileIds": {"profile_ids": [self.profile.pk]},
         }.get((component or "").removeprefix("Patched"), {})
 
