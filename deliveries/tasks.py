@@ -9,7 +9,7 @@ from deliveries import services
     name="deliveries.send_batch",
     bind=True,
     acks_late=True,
-    autoretry_for=(services.RelayUnavailable,),
+    autoretry_for=(services.RelayUnavailable, services.RateLimitsUnavailable),
     retry_backoff=30,
     max_retries=10,
     reject_on_worker_lost=True,

@@ -43,6 +43,7 @@ from deliveries.services.privacy import erased_address, profile_messages_anonymi
 from deliveries.services.proofs import MAX_ID, delivery_proof
 from deliveries.services.rendering import delivery_preview_render, message_render, send_content
 from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, BatchOutcome, RelayUnavailable, delivery_send_batch
+from deliveries.services.throttling import RateLimitsUnavailable
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "BatchOutcome",
     "Check",
     "SEND_FLUSH_SIZE",
+    "RateLimitsUnavailable",
     "RelayUnavailable",
     "analysis_queuer",
     "deliveries_analysis_recover",

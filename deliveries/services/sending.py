@@ -34,7 +34,7 @@ from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureTy
 from deliveries.services.lifecycle import AuditAction, _audit, _locked, _transition
 from deliveries.services.mime import _email_for
 from deliveries.services.rendering import SendContent, send_content
-from deliveries.services.throttling import buckets_take
+from deliveries.services.throttling import RateLimitsUnavailable, buckets_take
 from deliveries.smtp_errors import classify_exception, is_connection_error
 from profiles.emails import email_domain
 from profiles.services.quarantine import AddressFailureReport, address_outcomes_record
@@ -106,9 +106,16 @@ class BatchOutcome:
 
 def _within_rates(delivery: Delivery, messages: list[Message], task_id: str, now: datetime) -> tuple[list[Message], float]:
     """The messages the rate limits let go now, and the wait when none may; the others are released."""
-    grant = buckets_take(
-        delivery_id=delivery.pk, max_per_hour=delivery.max_per_hour, emails=[m.email for m in messages], now=now.timestamp()
-    )
+    try:
+        grant = buckets_take(
+            delivery_id=delivery.pk, max_per_hour=delivery.max_per_hour, emails=[m.email for m in messages], now=now.timestamp()
+        )
+    except RateLimitsUnavailable:
+        # Nothing was handed over: the batch's messages go back for the retry.
+        Message.objects.filter(id__in=[m.id for m in messages], claimed_by=task_id, status=MessageStatus.PENDING).update(
+            claimed_by="", claimed_at=None
+        )
+        raise
     deferred = [message.id for message, granted in zip(messages, grant.granted) if not granted]
     if deferred:
         Message.objects.filter(id__in=deferred, claimed_by=task_id, status=MessageStatus.PENDING).update(claimed_by="", claimed_at=None)

@@ -29,6 +29,10 @@ BURST_SECONDS = 60
 REDIS_KEY_PREFIX = "beacon:rate:"
 
 
+class RateLimitsUnavailable(Exception):
+    """The shared buckets cannot be reached (Redis down): nothing may be sent until they can."""
+
+
 @dataclass(frozen=True)
 class Limit:
     """One bucket: its key (`delivery:<id>`, `domain:<domain>`) and its rate."""
@@ -184,7 +188,12 @@ class RedisBuckets:
             arguments += [repr(limit.per_second), repr(limit.capacity)]
         # Lua counts from 1.
         arguments.append(" ".join(".".join(str(index + 1) for index in demand) for demand in demands))
-        flags, wait = self._script(keys=[REDIS_KEY_PREFIX + limit.key for limit in limits], args=arguments)
+        import redis
+
+        try:
+            flags, wait = self._script(keys=[REDIS_KEY_PREFIX + limit.key for limit in limits], args=arguments)
+        except redis.RedisError as error:
+            raise RateLimitsUnavailable(f"The send rate limits cannot be read from Redis: {error}") from error
         flags = flags.decode() if isinstance(flags, bytes) else flags
         wait = float(wait.decode() if isinstance(wait, bytes) else wait)
         return Grant([flag == "1" for flag in flags], wait if math.isfinite(wait) else 0.0)
@@ -208,6 +217,8 @@ def rate_buckets() -> RedisBuckets | DatabaseBuckets:
 def buckets_take(*, delivery_id: int, max_per_hour: int | None, emails: Sequence[str], now: float) -> Grant:
     """Which of a batch's messages (their addresses, in order) may be handed over now: one call to the
     shared buckets for the whole batch, none when no limit applies to it."""
+    if not max_per_hour and not settings.BEACON_DOMAIN_RATES:
+        return Grant([True] * len(emails))
     limits, demands = send_limits(delivery_id=delivery_id, max_per_hour=max_per_hour, emails=emails)
     if not limits:
         return Grant([True] * len(emails))

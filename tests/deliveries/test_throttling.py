@@ -250,6 +250,18 @@ def test_a_batch_asks_the_buckets_once_and_not_at_all_without_a_limit(bucket_bac
 
 
 @pytest.mark.django_db
+def test_with_redis_down_nothing_is_sent_and_the_batch_is_given_back_for_a_retry(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    delivery = sending_delivery([f"p{n}@example.org" for n in range(3)], max_per_hour=3600)
+
+    with pytest.raises(services.RateLimitsUnavailable):
+        batch(delivery, timezone.now())
+
+    assert len(mail.outbox) == 0 and pending_unclaimed(delivery) == 3
+    assert services.RateLimitsUnavailable in tasks.delivery_send_batch_task.autoretry_for
+
+
+@pytest.mark.django_db
 def test_a_throttled_task_queues_itself_again_with_the_wait_instead_of_sleeping(monkeypatch, settings):
     settings.REDIS_URL = ""
     delivery = sending_delivery([f"p{n}@example.org" for n in range(3)], max_per_hour=60)  # one token, then one a minute
