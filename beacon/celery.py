@@ -15,8 +15,9 @@ class BeaconTask(Task):
         from beacon.in_process_tasks import in_process_task_submit, in_process_tasks_enabled
 
         if in_process_tasks_enabled(self.app):
-            # A broker's options (queue, countdown, ...) mean nothing here.
-            return self.AsyncResult(in_process_task_submit(self, args, kwargs, task_id))
+            # A broker's options (queue, ...) mean nothing here, but a countdown still delays the task.
+            countdown = options.get("countdown")
+            return self.AsyncResult(in_process_task_submit(self, args, kwargs, task_id, countdown=countdown))
         return super().apply_async(args, kwargs, task_id=task_id, **options)
 
 

@@ -45,10 +45,18 @@ def _run(task, args: tuple, kwargs: dict, task_id: str) -> None:
         connections.close_all()
 
 
-def in_process_task_submit(task, args: tuple | None, kwargs: dict | None, task_id: str | None = None) -> str:
-    """Runs the task in a background thread of this process; returns its id at once."""
+def in_process_task_submit(
+    task, args: tuple | None, kwargs: dict | None, task_id: str | None = None, countdown: float | None = None
+) -> str:
+    """Runs the task in a background thread of this process, after `countdown` seconds if given (a timer
+    thread waits, not a worker); returns its id at once."""
     global _executor
     task_id = task_id or str(uuid.uuid4())
+    if countdown and countdown > 0:
+        timer = threading.Timer(countdown, in_process_task_submit, (task, args, kwargs, task_id))
+        timer.daemon = True
+        timer.start()
+        return task_id
     with _executor_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="beacon-task")

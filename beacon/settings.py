@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from beacon.mailbox_url import mailbox_url_parse
 from beacon.secret_keys import MAKE_ONE, weak_keys_message
+from beacon.send_rates import domain_rates_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -214,6 +215,7 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["reporting-refresh-reports"] = {"task": "reporting.refresh_reports", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["deliveries-recover-analyses"] = {"task": "deliveries.recover_analyses", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["deliveries-fetch-bounces"] = {"task": "deliveries.fetch_bounces", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["deliveries-start-scheduled"] = {"task": "deliveries.start_scheduled", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["reporting-purge-expired-events"] = {"task": "reporting.purge_expired_events", "schedule": 3600.0}
 
 # --- Email ---
@@ -274,6 +276,11 @@ BEACON_BOUNCE_MAILBOX_CA_FILE = os.environ.get("BEACON_BOUNCE_MAILBOX_CA_FILE", 
 # Soft bounces quarantine an address at the 5th within this many days (profiles.services.quarantine).
 BEACON_SOFT_BOUNCE_WINDOW_DAYS = int(os.environ.get("BEACON_SOFT_BOUNCE_WINDOW_DAYS", "7"))
 BEACON_SEND_BATCH_SIZE = int(os.environ.get("BEACON_SEND_BATCH_SIZE", "200"))
+# The most messages per hour handed over per recipient domain, across workers (beacon/send_rates.py).
+try:
+    BEACON_DOMAIN_RATES = domain_rates_parse(os.environ.get("BEACON_DOMAIN_RATES", ""))
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 BEACON_EVENT_RETENTION_DAYS = int(os.environ.get("BEACON_EVENT_RETENTION_DAYS", "180"))
 BEACON_SPOOL_DIR = Path(os.environ.get("BEACON_SPOOL_DIR", BASE_DIR / "var" / "spool"))
 # The most characters one render of a delivery's message may make (subject, HTML and text together, for

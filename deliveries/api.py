@@ -1,5 +1,8 @@
-"""REST API for deliveries (`/api/deliveries/`): CRUD while draft or ready, the actions, the delivery
-log (`messages/`) and the links (`tracked-urls/`). Every write goes through `deliveries.services`."""
+"""REST API for deliveries (`/api/deliveries/`): CRUD while draft or ready, the actions (schedule and
+unschedule among them), the delivery log (`messages/`) and the links (`tracked-urls/`). Every write goes
+through `deliveries.services`."""
+from datetime import datetime
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -7,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
-
+from beacon.send_rates import MAX_RATE_PER_HOUR
 from deliveries import selectors, services
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl
 from profiles.models import List
@@ -15,6 +18,7 @@ from profiles.models import List
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):
     lists = serializers.SerializerMethodField()
+    expected_end_at = serializers.SerializerMethodField()
 
     class Meta:
         model = Delivery
@@ -22,11 +26,15 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
             "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens",
             "track_clicks", "mirror_page", "status", "analysis_progress", "analysis_error", "checks", "initial_population",
             "excluded_by_cause", "to_deliver", "processed", "success", "errors", "created_at", "updated_at",
-            "analyzed_at", "sending_started_at", "finished_at",
+            "analyzed_at", "sending_started_at", "finished_at", "scheduled_at", "max_per_hour", "expected_end_at",
         ]
 
     def get_lists(self, delivery: Delivery) -> list[int]:
         return sorted(item.pk for item in delivery.lists.all())
+
+    def get_expected_end_at(self, delivery: Delivery) -> datetime | None:
+        """While sending: when it should be done, from what is left and the rate."""
+        return selectors.delivery_expected_end(delivery=delivery)
 
 
 class DeliveryInputSerializer(serializers.Serializer):
@@ -40,6 +48,20 @@ class DeliveryInputSerializer(serializers.Serializer):
     track_opens = serializers.BooleanField(required=False)
     track_clicks = serializers.BooleanField(required=False)
     mirror_page = serializers.BooleanField(required=False)
+    max_per_hour = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_RATE_PER_HOUR)
+
+
+class ScheduleInputSerializer(serializers.Serializer):
+    at = serializers.CharField(max_length=64, help_text="ISO 8601 with its UTC offset, e.g. 2026-12-01T09:00:00+01:00.")
+
+    def validate_at(self, value: str) -> datetime:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise serializers.ValidationError("Not a date and time in ISO 8601, e.g. 2026-12-01T09:00:00+01:00.") from None
+        if at.tzinfo is None:
+            raise serializers.ValidationError("Give the time with its UTC offset, e.g. 2026-12-01T09:00:00+01:00.")
+        return at
 
 
 class ProofInputSerializer(serializers.Serializer):
@@ -168,6 +190,25 @@ class DeliveryViewSet(viewsets.GenericViewSet):
     def send(self, request, pk=None):
         delivery = services.delivery_send(delivery_id=self._delivery(pk).pk, actor=request.user)
         return self._answer(delivery.pk, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ScheduleInputSerializer, responses=DeliveryOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def schedule(self, request, pk=None):
+        """`{at}`: an analyzed (ready) delivery starts sending by itself at `at` (status `scheduled`); a
+        scheduled one moves to the new time. 400 for a time past or more than a year ahead, 409 for a
+        draft (analyze it first) or a delivery already sending."""
+        delivery = self._delivery(pk)
+        data = ScheduleInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.delivery_schedule(delivery_id=delivery.pk, at=data.validated_data["at"], actor=request.user)
+        return self._answer(delivery.pk)
+
+    @extend_schema(request=None, responses=DeliveryOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def unschedule(self, request, pk=None):
+        """A scheduled delivery back to ready (`scheduled_at` cleared)."""
+        delivery = services.delivery_unschedule(delivery_id=self._delivery(pk).pk, actor=request.user)
+        return self._answer(delivery.pk)
 
     @extend_schema(request=None, responses=DeliveryOutputSerializer)
     @action(detail=True, methods=["post"])

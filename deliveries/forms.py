@@ -1,13 +1,22 @@
 """The forms of the delivery pages (and the admin's): they check the shape of what was typed; the
 delivery services decide the rest, and their field messages land beside the right input."""
+import zoneinfo
+from datetime import datetime
+from functools import cache
+
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from beacon.send_rates import MAX_RATE_PER_HOUR
+from beacon.storable import UNSTORABLE_MESSAGE, is_storable
 from deliveries.models import Delivery, TrackingMode
 from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS, MAX_ID
 from profiles.models import List
 
-DELIVERY_FIELDS = ["label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens", "track_clicks", "mirror_page"]
+DELIVERY_FIELDS = [
+    "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens", "track_clicks", "mirror_page", "max_per_hour",
+]
 
 
 def add_service_errors(form: forms.BaseForm, error: ValidationError) -> None:
@@ -52,6 +61,10 @@ class DeliveryForm(forms.Form):
     track_opens = forms.BooleanField(required=False, initial=True, label="Track opens")
     track_clicks = forms.BooleanField(required=False, initial=True, label="Track clicks")
     mirror_page = forms.BooleanField(required=False, initial=True, label="Mirror page")
+    max_per_hour = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_RATE_PER_HOUR, label="At most this many messages per hour",
+        help_text="Empty: as fast as the relay and the domain rates allow.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,3 +102,45 @@ class ProofForm(forms.Form):
 
     def clean_emails(self) -> list[str]:
         return [address for address in self.cleaned_data["emails"].replace(",", "\n").split() if address]
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class LocalTimeField(forms.DateTimeField):
+    """A `datetime-local` value. Python's date parsing stops at a NUL and would take what comes before
+    it: the field refuses it first."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not is_storable(value):
+            raise ValidationError(f"This value {UNSTORABLE_MESSAGE}.", code="unstorable")
+        return super().to_python(value)
+
+
+class ScheduleForm(forms.Form):
+    """When a delivery starts: a wall-clock time in the marketer's time zone, which the page's script
+    fills in from the browser (`static/deliveries/schedule.js`); without it, the server's `TIME_ZONE`.
+    The browser's zone, not a setting per user: it is where the marketer is as they type, and the page
+    shows it beside the field, so the time they read is the time they mean."""
+
+    at = LocalTimeField(
+        label="Start sending at",
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    timezone = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput(attrs={"data-browser-timezone": "1"}))
+
+    def clean_timezone(self) -> str:
+        name = self.cleaned_data["timezone"] or settings.TIME_ZONE
+        if name not in _time_zones() and name != "UTC":
+            raise ValidationError("Unknown time zone.")
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if isinstance(data.get("at"), datetime) and data.get("timezone"):
+            # The field made the typed time aware in the server's zone; it was typed in the marketer's.
+            data["at"] = data["at"].replace(tzinfo=None).replace(tzinfo=zoneinfo.ZoneInfo(data["timezone"]))
+        return data

@@ -9,6 +9,8 @@ class DeliveryStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ANALYZING = "analyzing", "Analyzing"
     READY = "ready", "Ready to send"
+    # Analyzed and waiting for `Delivery.scheduled_at`; the scheduler (deliveries.services.scheduling) starts it.
+    SCHEDULED = "scheduled", "Scheduled"
     SENDING = "sending", "Sending"
     PAUSED = "paused", "Paused"
     FINISHED = "finished", "Finished"
@@ -53,11 +55,20 @@ class Delivery(models.Model):
     analyzed_at = models.DateTimeField(null=True, blank=True)
     sending_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When a scheduled delivery starts sending by itself (UTC); kept afterwards as the time it was due.
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # At most this many messages handed to the email backend per hour, across workers; null: no limit
+    # of its own (the per-domain rates of BEACON_DOMAIN_RATES hold anyway). See deliveries.services.throttling.
+    max_per_hour = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["status"], name="delivery_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="delivery_status_idx"),
+            # The scheduler's query: scheduled deliveries that are due.
+            models.Index(fields=["status", "scheduled_at"], name="delivery_status_scheduled_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.label
@@ -254,3 +265,13 @@ class BounceMailboxState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+class RateBucket(models.Model):
+    """A token bucket of the send rate limits when there is no Redis (deliveries.services.throttling):
+    `tokens` left at `refilled_at` (seconds since the epoch), changed only under a row lock."""
+
+    key = models.CharField(max_length=300, unique=True)
+    tokens = models.FloatField()
+    refilled_at = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.tokens:.1f}"

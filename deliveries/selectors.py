@@ -1,15 +1,18 @@
 """Reads on deliveries, their delivery log and their links, and what the delivery pages offer to pick
 (attribute keys, profiles)."""
 import re
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from deliveries.models import (
     BOUNCE_MAILBOX_STATE,
     BounceMailboxState,
     Delivery,
     DeliveryAuditEntry,
+    DeliveryStatus,
     Message,
     ReturnedMail,
     ReturnedMailOutcome,
@@ -109,3 +112,26 @@ def returned_mail_unmatched_count() -> int:
 def bounce_mailbox_state() -> BounceMailboxState | None:
     """How the last read of the bounce mailbox ended; None before the first."""
     return BounceMailboxState.objects.filter(name=BOUNCE_MAILBOX_STATE).first()
+
+
+def delivery_expected_end(*, delivery: Delivery, now: datetime | None = None) -> datetime | None:
+    """While a delivery sends: when it should be done, from what is left and its rate. The rate is the
+    slower of its `max_per_hour` and what it has made since it started (which the domain rates and the
+    relay's speed hold down; a pause counts as time spent). None when not sending, or before any rate
+    is known; read from the delivery's counters only, so the progress can poll it."""
+    if delivery.status != DeliveryStatus.SENDING:
+        return None
+    now = now or timezone.now()
+    left = max(delivery.to_deliver - delivery.processed, 0)
+    if not left:
+        return now
+    per_second = []
+    if delivery.max_per_hour:
+        per_second.append(delivery.max_per_hour / 3600)
+    if delivery.sending_started_at and delivery.processed:
+        elapsed = (now - delivery.sending_started_at).total_seconds()
+        if elapsed > 0:
+            per_second.append(delivery.processed / elapsed)
+    if not per_second:
+        return None
+    return now + timedelta(seconds=left / min(per_second))

@@ -11,5 +11,6 @@ urlpatterns = [
     path("deliveries/<int:delivery_id>/preview/", views.delivery_preview, name="delivery-preview"),
     path("deliveries/<int:delivery_id>/preview/frame/", views.delivery_preview_frame, name="delivery-preview-frame"),
     path("deliveries/<int:delivery_id>/proof/", views.delivery_proof, name="delivery-proof"),
+    path("deliveries/<int:delivery_id>/schedule/", views.delivery_schedule, name="delivery-schedule"),
     path("deliveries/<int:delivery_id>/actions/<str:action>/", views.delivery_action, name="delivery-action"),
 ]

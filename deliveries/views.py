@@ -1,6 +1,7 @@
 """The marketer's delivery pages: write a delivery (new, edit, its links), preview it as a recipient, send
-proofs, and the actions (analyze, send, pause, resume, cancel), each confirmed on a page that says what
-will happen before the POST acts. Every write calls the delivery services, as the API and the admin do."""
+proofs, schedule it, and the actions (analyze, send, unschedule, pause, resume, cancel), each confirmed on
+a page that says what will happen before the POST acts (scheduling's confirmation is the time typed). Every write calls the delivery services, as the API and the admin do."""
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -14,27 +15,33 @@ from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
 from beacon.exceptions import NotFound, ServiceError
 from deliveries import selectors, services
 from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
+from deliveries.forms import MAX_ID, DeliveryForm, ProofForm, ScheduleForm, TrackedUrlFormSet, add_service_errors
 from deliveries.personalization import PROFILE_FIELDS
-from deliveries.forms import MAX_ID, DeliveryForm, ProofForm, TrackedUrlFormSet, add_service_errors
 from deliveries.models import Delivery, DeliveryStatus
 
 DELIVERY_ACTIONS = {
     "analyze": services.delivery_analysis_request,
     "send": services.delivery_send,
+    "unschedule": services.delivery_unschedule,
     "pause": services.delivery_pause,
     "resume": services.delivery_resume,
     "cancel": services.delivery_cancel,
 }
 # What each action does to a delivery, as its confirmation page says it cannot be.
-ACTION_PARTICIPLES = {"analyze": "analyzed", "send": "sent", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+ACTION_PARTICIPLES = {
+    "analyze": "analyzed", "send": "sent", "unschedule": "unscheduled", "pause": "paused", "resume": "resumed", "cancel": "cancelled",
+}
 # Which buttons a delivery page offers in each status; the services enforce the transitions anyway.
 ACTIONS_BY_STATUS = {
     DeliveryStatus.DRAFT: ("analyze", "cancel"),
     DeliveryStatus.ANALYZING: ("cancel",),
     DeliveryStatus.READY: ("analyze", "send", "cancel"),
+    DeliveryStatus.SCHEDULED: ("send", "unschedule", "cancel"),
     DeliveryStatus.SENDING: ("pause", "cancel"),
     DeliveryStatus.PAUSED: ("resume", "cancel"),
 }
+# The statuses a delivery can be scheduled (or moved to another time) from.
+SCHEDULABLE_STATUSES = (DeliveryStatus.READY, DeliveryStatus.SCHEDULED)
 # Marketer HTML must never run on Beacon's origin: the preview frame is framed with `sandbox=""` (an
 # opaque origin, no script, no form) and served under this policy, which also holds if the frame's URL
 # is opened on its own (`sandbox` here too): nothing is fetched but images, no script, no form target.
@@ -230,6 +237,16 @@ def _confirmation(delivery: Delivery, action: str) -> tuple[str, str]:
             "Beacon runs the checks before sending, finds the links and builds the delivery log in the "
             "background; the delivery's page shows how far it is. Nothing is sent.",
         )
+    if action == "send" and delivery.status == DeliveryStatus.SCHEDULED:
+        return (
+            f"Send now to {delivery.to_deliver:,} recipient{'s' if delivery.to_deliver != 1 else ''}, without waiting for its time?",
+            "The messages go out in batches from now on; you can pause or cancel while they do.",
+        )
+    if action == "unschedule":
+        return (
+            "Unschedule: this delivery will not start by itself.",
+            "It stays ready to send: send it or schedule it again when you want.",
+        )
     if action == "send":
         return (
             f"Send to {delivery.to_deliver:,} recipient{'s' if delivery.to_deliver != 1 else ''}?",
@@ -243,6 +260,8 @@ def _confirmation(delivery: Delivery, action: str) -> tuple[str, str]:
         return "Cancel: this delivery will never be sent.", "This cannot be undone."
     if delivery.status == DeliveryStatus.ANALYZING:
         return "Cancel: the analysis stops and this delivery will never be sent.", "This cannot be undone."
+    if delivery.status == DeliveryStatus.SCHEDULED:
+        return "Cancel: this delivery will not start at its time, nor ever be sent.", "This cannot be undone."
     return f"Cancel: {not_sent:,} messages not yet sent will not be sent.", "This cannot be undone."
 
 
@@ -274,3 +293,31 @@ def delivery_action(request: HttpRequest, delivery_id: int, action: str) -> Http
         messages.success(request, "Analysis started." if action == "analyze" else f"Delivery: {action} done.")
     # Back to the delivery's page (the reporting app draws it), by its route name: no import of reporting.
     return redirect("reporting:delivery-summary", delivery_id=delivery_id)
+
+
+# --- Scheduling -------------------------------------------------------------------------------------
+
+
+@action_required(MANAGE)
+@require_http_methods(["GET", "POST"])
+def delivery_schedule(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    """GET: the schedule form on its own page; POST (from it or the delivery's page): schedules, or shows
+    the form again with why not."""
+    delivery = _delivery(delivery_id)
+    form = ScheduleForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.delivery_schedule(delivery_id=delivery.pk, at=form.cleaned_data["at"], actor=request.user)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, "Delivery scheduled.")
+            return redirect("reporting:delivery-summary", delivery_id=delivery.pk)
+    return render(request, "deliveries/delivery_schedule.html", {
+        "delivery": delivery,
+        "schedule_form": form,
+        "allowed": delivery.status in SCHEDULABLE_STATUSES,
+        "server_timezone": settings.TIME_ZONE,
+    }, status=400 if form.errors else 200)

@@ -7,7 +7,7 @@ from django.db.models.functions import Lower
 
 from beacon.exceptions import NotFound
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl
-from deliveries.selectors import PERSONAL_AUDIT_DETAILS
+from deliveries.selectors import PERSONAL_AUDIT_DETAILS, delivery_expected_end
 from reporting.percentages import percent
 from tracking.models import TrackingEvent, UserAgent
 
@@ -43,8 +43,10 @@ def deliveries_list(*, search: str = "", status: str = "", sort: str = "newest")
 
 
 def delivery_progress(*, delivery: Delivery) -> dict:
-    """How far the delivery's sending is, or its analysis while it is analyzing (`percent` either way)."""
+    """How far the delivery's sending is, or its analysis while it is analyzing (`percent` either way), and
+    while it sends when it should end (`expected_end_at`, and as the page shows it, in UTC)."""
     analyzing = delivery.status == DeliveryStatus.ANALYZING
+    expected_end = delivery_expected_end(delivery=delivery)
     return {
         "id": delivery.pk,
         "status": delivery.status,
@@ -55,6 +57,8 @@ def delivery_progress(*, delivery: Delivery) -> dict:
         "errors": delivery.errors,
         "analysis_progress": delivery.analysis_progress,
         "percent": delivery.analysis_progress if analyzing else percent(delivery.processed, delivery.to_deliver) or 0,
+        "expected_end_at": expected_end.isoformat() if expected_end else None,
+        "expected_end": f"{expected_end:%Y-%m-%d %H:%M} UTC" if expected_end else "",
     }
 
 

@@ -22,9 +22,10 @@ from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
 from deliveries.models import DeliveryStatus, MessageStatus, TrackedUrl, TrackingMode
-from deliveries.services import deliveries_analysis_recover
+from deliveries.services import deliveries_analysis_recover, deliveries_start_due
 from deliveries.tokens import Purpose, make_token, tracking_url
-from deliveries.views import ACTIONS_BY_STATUS
+from deliveries.forms import ScheduleForm
+from deliveries.views import ACTIONS_BY_STATUS, SCHEDULABLE_STATUSES
 from reporting import charts, health, reports, selectors
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.freshness import reports_as_of
@@ -67,6 +68,13 @@ def _humans_only(request: HttpRequest) -> bool:
     return request.GET.get("machine") != "include"
 
 
+def _start_scheduled_without_beat() -> None:
+    """The embedded default has no Celery beat: its pages start the scheduled deliveries that are due
+    (deliveries.services.scheduling; exactly once, whoever reads first)."""
+    if settings.BEACON_TASKS_IN_PROCESS:
+        deliveries_start_due()
+
+
 def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict) -> HttpResponse:
     allowed = actions_of(request.user)
     return render(
@@ -78,6 +86,8 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
             "tab": tab,
             "progress": selectors.delivery_progress(delivery=delivery),
             "actions": ACTIONS_BY_STATUS.get(delivery.status, ()),
+            "schedule_form": ScheduleForm() if delivery.status in SCHEDULABLE_STATUSES and MANAGE in allowed else None,
+            "server_timezone": settings.TIME_ZONE,
         }
         | context,
     )
@@ -85,6 +95,7 @@ def _tab(request: HttpRequest, delivery, tab: str, template: str, context: dict)
 
 @action_required(READ_REPORTS)
 def dashboard(request: HttpRequest) -> HttpResponse:
+    _start_scheduled_without_beat()
     search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
     status = status if status in DeliveryStatus.values else ""
@@ -110,11 +121,13 @@ def delivery_progress(request: HttpRequest, delivery_id: int) -> JsonResponse:
     # The page polls this while the delivery analyzes: an analysis that died shows as such (back to draft)
     # even where no Celery beat runs the recovery.
     deliveries_analysis_recover(delivery_id=delivery_id)
+    _start_scheduled_without_beat()
     return JsonResponse(selectors.delivery_progress(delivery=selectors.delivery_get(delivery_id=delivery_id)))
 
 
 @action_required(READ_REPORTS)
 def delivery_summary(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    _start_scheduled_without_beat()
     delivery = selectors.delivery_get(delivery_id=delivery_id)
     humans_only = _humans_only(request)
     as_of = reports_as_of()

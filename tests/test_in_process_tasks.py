@@ -73,3 +73,31 @@ def test_tasks_run_where_they_are_queued_when_eager(settings):
     where_am_i.delay()
 
     assert ran_in == [threading.current_thread()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_countdown_waits_in_a_timer_thread_not_in_a_worker(in_background, monkeypatch):
+    """A throttled send batch is queued again with a countdown: here a timer holds it, then hands it over."""
+    from beacon import in_process_tasks
+
+    timers = []
+
+    class HeldTimer:
+        def __init__(self, interval, function, args):
+            self.interval, self.function, self.args, self.daemon = interval, function, args, False
+            timers.append(self)
+
+        def start(self):
+            pass
+
+    ran = []
+    monkeypatch.setattr(in_process_tasks.threading, "Timer", HeldTimer)
+    monkeypatch.setattr(delivery_tasks.services, "deliveries_start_due", lambda: ran.append("ran") or 0)
+
+    delivery_tasks.deliveries_start_scheduled_task.apply_async(countdown=42)
+
+    assert in_process_tasks_wait(timeout=60)
+    assert ran == [] and [(timer.interval, timer.daemon) for timer in timers] == [(42, True)]
+    timers[0].function(*timers[0].args)
+    assert in_process_tasks_wait(timeout=60)
+    assert ran == ["ran"]

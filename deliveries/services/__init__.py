@@ -1,6 +1,8 @@
 """Writes on deliveries, one module per job:
 
 - `lifecycle`: the status machine (`ALLOWED_TRANSITIONS`), edition, and send / pause / resume / cancel;
+- `scheduling`: schedule / unschedule, and the scheduler that starts due deliveries exactly once;
+- `throttling`: the send rate limits (a delivery's `max_per_hour`, `BEACON_DOMAIN_RATES`) as shared token buckets;
 - `analysis`: target analysis (links found, delivery log built), in the background with its progress;
 - `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
 - `mime`: a rendered message as the email handed to the backend;
@@ -39,11 +41,13 @@ from deliveries.services.lifecycle import (
     delivery_validate,
     send_batch_queuer,
 )
+from deliveries.services.scheduling import MAX_SCHEDULE_AHEAD, deliveries_start_due, delivery_schedule, delivery_unschedule
 from deliveries.services.privacy import erased_address, profile_messages_anonymize
 from deliveries.services.proofs import MAX_ID, delivery_proof
 from deliveries.services.rendering import delivery_preview_render, message_render, send_content
 from deliveries.services.returns import ReturnedFailure, ReturnsRecorded, returns_record
-from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
+from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, BatchOutcome, RelayUnavailable, delivery_send_batch
+from deliveries.services.throttling import RateLimitsUnavailable
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
 
 __all__ = [
@@ -57,13 +61,19 @@ __all__ = [
     "EDITABLE_STATUSES",
     "MAX_CONTENT_CHARACTERS",
     "MAX_ID",
+    "BatchOutcome",
     "Check",
     "SEND_FLUSH_SIZE",
+    "RateLimitsUnavailable",
     "RelayUnavailable",
     "ReturnedFailure",
     "ReturnsRecorded",
     "analysis_queuer",
     "deliveries_analysis_recover",
+    "deliveries_start_due",
+    "delivery_schedule",
+    "delivery_unschedule",
+    "MAX_SCHEDULE_AHEAD",
     "delivery_analysis_request",
     "delivery_analysis_run",
     "delivery_analyze",

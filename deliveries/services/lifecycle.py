@@ -1,7 +1,7 @@
 """The delivery status machine, edition and the user's actions on a delivery, with their audit trail.
 
-Status machine (`ALLOWED_TRANSITIONS`): draft → analyzing → ready → sending ⇄ paused → finished |
-failed | cancelled. Every change happens under `select_for_update()` in `transaction.atomic()`, writes a
+Status machine (`ALLOWED_TRANSITIONS`): draft → analyzing → ready (⇄ scheduled) → sending ⇄ paused →
+finished | failed | cancelled. A scheduled delivery starts sending by itself (`deliveries.services.scheduling`). Every change happens under `select_for_update()` in `transaction.atomic()`, writes a
 `DeliveryAuditEntry`, and queues follow-up tasks with `transaction.on_commit`.
 
 An analysis runs in the background and renews a lease as it goes (`Delivery.analysis_heartbeat_at`); a
@@ -36,7 +36,8 @@ S = DeliveryStatus
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.DRAFT: {S.ANALYZING, S.CANCELLED},
     S.ANALYZING: {S.READY, S.DRAFT, S.FAILED, S.CANCELLED},
-    S.READY: {S.ANALYZING, S.DRAFT, S.SENDING, S.CANCELLED},
+    S.READY: {S.ANALYZING, S.DRAFT, S.SCHEDULED, S.SENDING, S.CANCELLED},
+    S.SCHEDULED: {S.READY, S.SENDING, S.CANCELLED},
     S.SENDING: {S.PAUSED, S.FINISHED, S.FAILED, S.CANCELLED},
     S.PAUSED: {S.SENDING, S.CANCELLED},
     S.FINISHED: set(),
@@ -44,6 +45,8 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.CANCELLED: set(),
 }
 EDITABLE_STATUSES = {S.DRAFT, S.READY}
+# Fields that change how a delivery is sent, not whom to or what: a ready delivery stays ready.
+SETTINGS_WITHOUT_ANALYSIS = {"max_per_hour"}
 # Five times what Gmail shows before clipping: more is a mistake (a pasted file), not an email.
 MAX_CONTENT_CHARACTERS = 500_000
 # An analysis renews its lease at least this often (at each chunk of the delivery log it writes, see
@@ -64,6 +67,8 @@ class AuditAction:
     PAUSED = "paused"
     RESUMED = "resumed"
     CANCELLED = "cancelled"
+    SCHEDULED = "scheduled"
+    UNSCHEDULED = "unscheduled"
     FINISHED = "finished"
     PROOF = "proof"
 
@@ -210,7 +215,8 @@ def delivery_create(*, actor: Actor = None, lists: list[List] | None = None, **f
 
 
 def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
-    """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again)."""
+    """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again), unless
+    only its sending settings (`SETTINGS_WITHOUT_ANALYSIS`) changed."""
     deliveries_analysis_recover(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = _locked(delivery_id)
@@ -224,7 +230,8 @@ def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] 
             changed.append("lists")
         _validate(delivery)
         if changed:
-            delivery.status = DeliveryStatus.DRAFT
+            if set(changed) - SETTINGS_WITHOUT_ANALYSIS:
+                delivery.status = DeliveryStatus.DRAFT
             delivery.save()
             _audit(delivery, AuditAction.CHANGED, actor, fields=changed)
     return delivery

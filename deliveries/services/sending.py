@@ -6,6 +6,11 @@ handed to SMTP, and records the group's results right after. If the worker dies 
 redelivered task (same id) or a later one (after `CLAIM_LEASE`) finds messages still `sending`: they
 may have gone out, and SMTP gives no way to ask, so they are marked failed/`interrupted`, never resent.
 Reserved messages still `pending` were never handed over and are simply released.
+
+The rate limits (`deliveries.services.throttling`) are asked once per batch, for all its messages: those
+without a token are released at once, still `pending`, for a later batch, and a batch that got no token
+at all says how long to wait (`BatchOutcome.wait_seconds`): the task re-queues itself with that
+countdown instead of sleeping in the worker.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from deliveries.services.lifecycle import AuditAction, _audit, _locked, _transit
 from deliveries.services.mime import _email_for
 from deliveries.services.rendering import SendContent, send_content
 from deliveries.services.returns import BOUNCE, ReturnedFailure, messages_returned_announce
+from deliveries.services.throttling import RateLimitsUnavailable, buckets_take
 from deliveries.smtp_errors import classify_exception, is_connection_error
 from deliveries.signals import delivery_finished
 from profiles.emails import email_domain
@@ -87,6 +93,36 @@ def _finish_if_done(delivery_id: int) -> bool:
         _audit(delivery, AuditAction.FINISHED, None, processed=delivery.processed, success=delivery.success, errors=delivery.errors)
         transaction.on_commit(lambda: delivery_finished.send_robust(sender=Delivery, delivery_id=delivery_id))
         return True
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch leaves to do: true when another batch is due, after `wait_seconds` (a batch the rate
+    limits gave no token to)."""
+
+    more: bool
+    wait_seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.more
+
+
+def _within_rates(delivery: Delivery, messages: list[Message], task_id: str, now: datetime) -> tuple[list[Message], float]:
+    """The messages the rate limits let go now, and the wait when none may; the others are released."""
+    try:
+        grant = buckets_take(
+            delivery_id=delivery.pk, max_per_hour=delivery.max_per_hour, emails=[m.email for m in messages], now=now.timestamp()
+        )
+    except RateLimitsUnavailable:
+        # Nothing was handed over: the batch's messages go back for the retry.
+        Message.objects.filter(id__in=[m.id for m in messages], claimed_by=task_id, status=MessageStatus.PENDING).update(
+            claimed_by="", claimed_at=None
+        )
+        raise
+    deferred = [message.id for message, granted in zip(messages, grant.granted) if not granted]
+    if deferred:
+        Message.objects.filter(id__in=deferred, claimed_by=task_id, status=MessageStatus.PENDING).update(claimed_by="", claimed_at=None)
+    return [message for message, granted in zip(messages, grant.granted) if granted], grant.wait_seconds
 
 
 @dataclass
@@ -203,11 +239,16 @@ def _submit_group(
 
 
 def delivery_send_batch(
-    *, delivery_id: int, task_id: str, batch_size: int | None = None, connection: BaseEmailBackend | None = None
-) -> bool:
-    """Sends the next batch of a sending delivery over one connection; True if another batch is due."""
+    *,
+    delivery_id: int,
+    task_id: str,
+    batch_size: int | None = None,
+    connection: BaseEmailBackend | None = None,
+    now: datetime | None = None,
+) -> BatchOutcome:
+    """Sends the next batch of a sending delivery over one connection, within the rate limits as of `now`."""
     batch_size = batch_size or settings.BEACON_SEND_BATCH_SIZE
-    now = timezone.now()
+    now = now or timezone.now()
     _recover_claims(delivery_id, task_id, now)
     with transaction.atomic():
         delivery = _locked(delivery_id)
@@ -222,9 +263,13 @@ def delivery_send_batch(
         Message.objects.filter(id__in=claimed_ids).update(claimed_by=task_id, claimed_at=now)
     if not claimed_ids:
         _finish_if_done(delivery_id)
-        return False
-    content = send_content(delivery)
+        return BatchOutcome(False)
     messages = list(Message.objects.filter(id__in=claimed_ids).select_related("profile").order_by("id"))
+    messages, wait_seconds = _within_rates(delivery, messages, task_id, now)
+    if not messages:
+        return BatchOutcome(True, wait_seconds)
+    claimed_ids = [message.id for message in messages]
+    content = send_content(delivery)
     # Message-ID: the message id plus a random part, so it is unique and known before the hand-over.
     domain = email_domain(delivery.from_email) or "beacon.local"
     message_id_suffix = f".{uuid.uuid4().hex[:16]}@{domain}>"
@@ -249,7 +294,7 @@ def delivery_send_batch(
                 if not _flush_and_advance(delivery_id, outcomes, group, claimed_ids[start:], message_id_suffix):
                     # Paused or cancelled: what was already handed over completes and is recorded.
                     _flush_and_advance(delivery_id, [o for f in in_flight for o in f.result()], [], [], message_id_suffix)
-                    return False
+                    return BatchOutcome(False)
                 in_flight.append(_submit_group(delivery, content, group, connection, sender))
                 outcomes = in_flight.popleft().result() if len(in_flight) > 1 else []
             outcomes += [o for f in in_flight for o in f.result()]
@@ -262,4 +307,4 @@ def delivery_send_batch(
     finally:
         sys.setswitchinterval(switch_interval)
         connection.close()
-    return not _finish_if_done(delivery_id)
+    return BatchOutcome(not _finish_if_done(delivery_id))

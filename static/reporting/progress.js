@@ -12,6 +12,9 @@
     ["processed", "to_deliver", "success", "errors", "analysis_progress"].forEach(function (name) {
       scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { el.textContent = data[name]; });
     });
+    scope.querySelectorAll('[data-field="expected_end"]').forEach(function (el) {
+      el.textContent = data.expected_end || "not known yet";
+    });
     scope.querySelectorAll('[data-field="status"]').forEach(function (el) {
       el.textContent = data.status_display;
       el.className = "status status-" + data.status;

@@ -245,7 +245,7 @@ def test_pause_and_resume_mid_send(django_capture_on_commit_callbacks, act_durin
 
     more = services.delivery_send_batch(delivery_id=delivery.pk, task_id="t1", connection=LocmemBackend())
 
-    assert more is False
+    assert more == services.BatchOutcome(more=False)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PAUSED
     assert len(mail.outbox) == services.SEND_FLUSH_SIZE  # the group in flight completes, no more

@@ -7,10 +7,12 @@ link and a message, an import), signed in as an administrator, who may call ever
 """
 import itertools
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from profiles.services import imports as profile_imports
@@ -110,6 +112,7 @@ class Objects:
             "ListInput": {"name": f"New list {n}"},
             "DeliveryInput": {"label": f"Delivery {n}", "subject": "Hi", "from_email": "news@beacon.example", "html": "<p>Hi</p>", "text": "Hi"},
             "ProofInput": {"emails": ["proof@example.org"]},
+            "ScheduleInput": {"at": (timezone.now() + timedelta(days=1)).isoformat()},
             "ProfileIds": {"profile_ids": [self.profile.pk]},
             "SubscriptionInput": {"url": f"http://127.0.0.1:9/hook{n}", "events": ["open"]},
         }.get((component or "").removeprefix("Patched"), {})
