@@ -6,10 +6,12 @@ UTC, as every rollup's time.
 - The deliveries of a period are those whose sending started within it (days, inclusive).
 - Side by side, a delivery's bounces are its failed messages of type hard or soft (as the delivery's
   bounces report counts them), its bounce rate their share of its processed messages.
-- Over time, each figure is counted when it happened, whatever the delivery: an opt-out at its event's
-  half hour (`TimeBucketRollup`), a failed message at the hour it was processed (`ThroughputStats`, which
-  holds failures by hour but not by type: a bounce at sending or asynchronous, or another sending error).
-  The failed rate of a bucket is its failed messages as a share of the messages processed in it.
+- Over time, each figure is counted in the period's buckets whatever the delivery: an opt-out at its event's
+  half hour (`TimeBucketRollup`), a failed message at the hour it was sent (`ThroughputStats`, which holds
+  failures by hour but not by type: a bounce at sending, an asynchronous bounce at its message's sending
+  hour, or another sending error). The failed rate of a bucket is its failed messages as a share of the
+  messages processed in it. Opt-outs consolidated before migration 0005 are in no half hour until their
+  delivery is recomputed.
 """
 import datetime as dt
 import re
