@@ -180,6 +180,8 @@ def main() -> int:
     os.environ["DATABASE_URL"] = _create_database(base_url)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beacon.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
+    # As in production, where Celery beat consolidates: a report read never consolidates first.
+    os.environ["BEACON_REPORTS_MAX_AGE_SECONDS"] = ""
     try:
         return run(args)
     finally:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from beacon.exceptions import NotFound
@@ -230,24 +231,25 @@ def report_over_time(*, period: Period, humans_only: bool = True, bucket: str = 
     """Opt-outs, messages processed, failed messages (bounces and other sending errors) and their rate per
     day or week of the period, every bucket listed (zeros included); a week is counted within the period
     only. Two queries."""
+    # Summed per day in SQL: a year of half hours and hours would be thousands of rows to read in Python.
     opt_outs = Counter()
     for row in (
         TimeBucketRollup.objects.filter(
             humans_only=humans_only, bucket_start__gte=period.start, bucket_start__lte=period.end, opt_outs__gt=0
         )
-        .values("bucket_start")
+        .values(day=TruncDate("bucket_start", tzinfo=dt.UTC))
         .annotate(total=Sum("opt_outs"))
         .order_by()
     ):
-        opt_outs[bucket_of(row["bucket_start"].astimezone(dt.UTC).date(), bucket)] += row["total"]
+        opt_outs[bucket_of(row["day"], bucket)] += row["total"]
     success, errors = Counter(), Counter()
     for row in (
         ThroughputStats.objects.filter(hour__gte=period.start, hour__lte=period.end)
-        .values("hour")
+        .values(day=TruncDate("hour", tzinfo=dt.UTC))
         .annotate(success=Sum("success"), errors=Sum("errors"))
         .order_by()
     ):
-        day = bucket_of(row["hour"].astimezone(dt.UTC).date(), bucket)
+        day = bucket_of(row["day"], bucket)
         success[day] += row["success"]
         errors[day] += row["errors"]
     series = []
