@@ -304,12 +304,13 @@ def measure(title: str, statements: int, function, *args, **kwargs) -> tuple[flo
     return load, seconds, result
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, *, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """`text` as the section of RESULTS.md between the markers `start` and `end` (this benchmark's by default)."""
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
-    if SECTION_START in current:
-        head, rest = current.split(SECTION_START, 1)
-        following = rest.split(SECTION_END, 1)[1].lstrip("\n")
+    section = f"{start}\n{text.rstrip()}\n{end}\n"
+    if start in current:
+        head, rest = current.split(start, 1)
+        following = rest.split(end, 1)[1].lstrip("\n")
         current = head + section + ("\n" + following if following else "")
     else:
         current = current.rstrip("\n") + "\n\n" + section

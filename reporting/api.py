@@ -1,4 +1,5 @@
-"""Report and recompute endpoints under `/api/deliveries/<id>/` (the deliveries app owns the rest)."""
+"""Report and recompute endpoints under `/api/deliveries/<id>/` (the deliveries app owns the rest), and the
+reports across deliveries under `/api/reports/<name>/`."""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
@@ -9,7 +10,8 @@ from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.reports import REPORT_NAMES, report_get
-from reporting.reports.tables import report_table
+from reporting.reports.across import ACROSS_REPORT_NAMES, BUCKETS, MAX_PERIOD_DAYS, SORTS, across_report_get
+from reporting.reports.tables import across_report_table, report_table
 
 MACHINE_CHOICES = {"exclude": True, "include": False}
 
@@ -33,7 +35,9 @@ def humans_only_param(params) -> bool:
     return MACHINE_CHOICES[value]
 
 
-class DeliveryReportApi(APIView):
+class ReportApi(APIView):
+    """A report as JSON, or as CSV with `?format=csv`; read by every role (aggregates, no personal data)."""
+
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CsvRenderer]
 
     def _in_json(self) -> None:
@@ -50,6 +54,8 @@ class DeliveryReportApi(APIView):
         self._in_json()
         return super().options(request, *args, **kwargs)
 
+
+class DeliveryReportApi(ReportApi):
     @extend_schema(
         summary="A report of the delivery, from its rollups",
         parameters=[
@@ -76,6 +82,31 @@ class DeliveryReportApi(APIView):
         return Response(
             {"header": header, "rows": rows},
             headers={"Content-Disposition": f'attachment; filename="delivery-{delivery_id}-{name}.csv"'},
+        )
+
+
+class AcrossReportApi(ReportApi):
+    @extend_schema(
+        summary="A report across the deliveries of a period, from the rollups",
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(ACROSS_REPORT_NAMES)),
+            OpenApiParameter("from", OpenApiTypes.DATE, description="First day (UTC); default: 29 days before 'to'"),
+            OpenApiParameter("to", OpenApiTypes.DATE, description=f"Last day (UTC); default: today. At most {MAX_PERIOD_DAYS} days."),
+            OpenApiParameter("machine", str, enum=list(MACHINE_CHOICES), description="Count machine events too."),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+            OpenApiParameter("sort", str, enum=[*SORTS, *(f"-{sort}" for sort in SORTS)], description="deliveries"),
+            OpenApiParameter("bucket", str, enum=list(BUCKETS), description="over-time"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, name: str) -> Response:
+        data = across_report_get(name=name, humans_only=humans_only_param(request.query_params), params=request.query_params)
+        if request.accepted_renderer.format != CsvRenderer.format:
+            return Response(data)
+        header, rows = across_report_table(name, data)
+        return Response(
+            {"header": header, "rows": rows},
+            headers={"Content-Disposition": f'attachment; filename="reports-{name}-{data["from"]}-{data["to"]}.csv"'},
         )
 
 

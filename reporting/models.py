@@ -85,7 +85,9 @@ class DomainRollup(models.Model):
 
 
 class TimeBucketRollup(models.Model):
-    """Opens and clicks per half hour (UTC); hours and days are sums of half hours."""
+    """Opens, clicks and opt-outs per half hour (UTC); hours and days are sums of half hours.
+
+    Indexed by `bucket_start` too: the reports across deliveries read a period of every delivery."""
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
     humans_only = models.BooleanField()
@@ -94,11 +96,13 @@ class TimeBucketRollup(models.Model):
     distinct_opens = models.BigIntegerField(default=0)
     clicks = models.BigIntegerField(default=0)
     distinct_clicks = models.BigIntegerField(default=0)
+    opt_outs = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["delivery", "humans_only", "bucket_start"], name="timebucketrollup_key")
         ]
+        indexes = [models.Index(fields=["bucket_start"], name="timebucketrollup_start_idx")]
 
 
 class LinkKind(models.TextChoices):
@@ -241,7 +245,8 @@ class FailureStats(models.Model):
 
 
 class ThroughputStats(models.Model):
-    """Messages processed per hour of sending, success vs error."""
+    """Messages processed per hour of sending, success vs error; indexed by `hour` for the reports across
+    deliveries, which read a period of every delivery."""
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
@@ -250,6 +255,7 @@ class ThroughputStats(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["delivery", "hour"], name="throughputstats_key")]
+        indexes = [models.Index(fields=["hour"], name="throughputstats_hour_idx")]
 
 
 class DeliveryReportState(models.Model):

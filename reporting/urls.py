@@ -1,6 +1,6 @@
 from django.urls import path
 
-from reporting import views
+from reporting import across_views, views
 
 app_name = "reporting"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("deliveries/<int:delivery_id>/audit/", views.delivery_audit, name="delivery-audit"),
     path("deliveries/<int:delivery_id>/recompute/", views.delivery_recompute_view, name="delivery-recompute"),
     path("deliveries/<int:delivery_id>/hot-clicks/frame/", views.hot_clicks_frame, name="hot-clicks-frame"),
+    path("reports/", across_views.reports_page, name="reports"),
+    path("reports/<str:name>.csv", across_views.reports_csv, name="reports-csv"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/token/", views.settings_token_create, name="settings-token-create"),
     path("settings/token/revoke/", views.settings_token_revoke, name="settings-token-revoke"),

@@ -2,7 +2,7 @@
 from collections import Counter
 
 from reporting.consolidation import sql
-from reporting.consolidation.batch import BATCH, CLICK, OPEN, TEMPORARY_TABLES, Deltas, events_select, scopes_of
+from reporting.consolidation.batch import BATCH, CLICK, OPEN, OPT_OUT, TEMPORARY_TABLES, Deltas, events_select, scopes_of
 from reporting.consolidation.merge_links import link_keys_of, merge_links
 from reporting.consolidation.merge_messages import merge_messages
 from reporting.consolidation.merge_persons import merge_persons
@@ -35,14 +35,17 @@ def apply_event_batch(condition: str, params: list, *, rebuilt: bool = False) ->
 
 
 def _count_events(deltas: Deltas) -> None:
-    """Opens and clicks per half hour, opens per user agent, clicks per link and day."""
-    for delivery_id, is_machine, bucket, opens, clicks in sql.fetch(
+    """Opens, clicks and opt-outs per half hour, opens per user agent, clicks per link and day."""
+    for delivery_id, is_machine, bucket, opens, clicks, opt_outs in sql.fetch(
         f"SELECT delivery_id, is_machine, {sql.half_hour('logged_at')} AS bucket, "
-        f"COUNT(*) FILTER (WHERE kind = {OPEN}), COUNT(*) FILTER (WHERE kind = {CLICK}) FROM {BATCH} "
-        f"WHERE kind IN ({OPEN}, {CLICK}) GROUP BY delivery_id, is_machine, bucket"
+        f"COUNT(*) FILTER (WHERE kind = {OPEN}), COUNT(*) FILTER (WHERE kind = {CLICK}), "
+        f"COUNT(*) FILTER (WHERE kind = {OPT_OUT}) FROM {BATCH} "
+        f"WHERE kind IN ({OPEN}, {CLICK}, {OPT_OUT}) GROUP BY delivery_id, is_machine, bucket"
     ):
         for scope in scopes_of(bool(is_machine)):
-            deltas.bucket[(delivery_id, scope, sql.as_datetime(bucket))].update(Counter(opens=opens, clicks=clicks))
+            deltas.bucket[(delivery_id, scope, sql.as_datetime(bucket))].update(
+                Counter(opens=opens, clicks=clicks, opt_outs=opt_outs)
+            )
     for delivery_id, is_machine, user_agent_id, opens in sql.fetch(
         f"SELECT delivery_id, is_machine, COALESCE(user_agent_id, 0) AS ua, COUNT(*) FROM {BATCH} "
         f"WHERE kind = {OPEN} GROUP BY delivery_id, is_machine, ua"

@@ -1,6 +1,8 @@
 """Opens by operating system, device type and browser."""
 from collections import Counter
 
+from django.db.models import QuerySet
+
 from deliveries.models import Delivery
 from reporting.models import UserAgentRollup
 from reporting.percentages import percent
@@ -18,9 +20,15 @@ def report_opens_breakdown(*, delivery: Delivery, humans_only: bool = True) -> d
             "user_agent_id", "opens"
         )
     )
+    return opens_by_facet(opens, UserAgent.objects.filter(id__in=list(opens)))
+
+
+def opens_by_facet(opens: dict[int, int], user_agents: QuerySet) -> dict:
+    """The breakdown of `opens` (user agent id -> opens) by the facets of `user_agents`, a query of the
+    user agents they name (one query); a user agent missing from it or not parsed yet counts as Unknown."""
     facets = {
         pk: (os_family or UNKNOWN, device_type or "unknown", browser_family or UNKNOWN)
-        for pk, os_family, device_type, browser_family in UserAgent.objects.filter(id__in=list(opens)).values_list(
+        for pk, os_family, device_type, browser_family in user_agents.values_list(
             "id", "os_family", "device_type", "browser_family"
         )
     }

@@ -1,4 +1,5 @@
 """The CSV table of each report: a header and rows, from the report's data."""
+from reporting.reports.across import DELIVERY_COLUMNS as ACROSS_DELIVERY_COLUMNS
 from reporting.reports.time_series import SERIES_COUNTERS
 
 INDICATOR_COLUMNS = (
@@ -42,3 +43,19 @@ def report_table(name: str, data: dict) -> tuple[list[str], list[list]]:
         return columns, [[row[c] for c in columns] for row in data["by_reason"]]
     columns = ["hour", "success", "errors", "total"]
     return columns, [[row["hour"].isoformat(), row["success"], row["errors"], row["total"]] for row in data["hours"]]
+
+
+def across_report_table(name: str, data: dict) -> tuple[list[str], list[list]]:
+    """The CSV table of a report across deliveries (`reports.across`): a header and rows."""
+    if name == "deliveries":
+        header = ["delivery_id", "label", "status", "sent_at", *ACROSS_DELIVERY_COLUMNS]
+        rows = [
+            [row["id"], row["label"], row["status"], row["sent_at"].isoformat(), *(row[c] for c in ACROSS_DELIVERY_COLUMNS)]
+            for row in data["deliveries"]
+        ]
+        rows.append(["", "(all)", "", "", *(data["totals"][c] for c in ACROSS_DELIVERY_COLUMNS)])
+        return header, rows
+    if name == "opens-breakdown":
+        return report_table(name, data)
+    columns = ["opt_outs", "processed", "failed", "failed_rate"]
+    return ["start", *columns], [[row["start"].isoformat(), *(row[c] for c in columns)] for row in data["series"]]

@@ -2,6 +2,8 @@
 import datetime as dt
 from collections import Counter, defaultdict
 
+from django.db.models import Q
+
 from deliveries.models import Delivery
 from reporting.models import TimeBucketRollup
 from reporting.reports.params import parse_choice
@@ -31,6 +33,8 @@ def report_statistics(*, delivery: Delivery, humans_only: bool = True, params: d
     granularity = parse_choice(params or {}, "granularity", GRANULARITIES, "hour")
     rows = list(
         TimeBucketRollup.objects.filter(delivery_id=delivery.pk, humans_only=humans_only)
+        # A half hour with opt-outs only is no point of this series.
+        .filter(Q(opens__gt=0) | Q(clicks__gt=0))
         .order_by("bucket_start")
         .values("bucket_start", *SERIES_COUNTERS)
     )

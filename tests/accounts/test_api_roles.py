@@ -68,6 +68,9 @@ ENDPOINTS = [
     # Aggregate reports, JSON and CSV.
     *[("get", f"/api/deliveries/{{d}}/reports/{name}/", None, VIEWER) for name in REPORT_NAMES],
     ("get", "/api/deliveries/{d}/reports/indicators/?format=csv&machine=include", None, VIEWER),
+    # Reports across deliveries: aggregates of a period.
+    *[("get", f"/api/reports/{name}/", None, VIEWER) for name in ("deliveries", "opens-breakdown", "over-time")],
+    ("get", "/api/reports/deliveries/?format=csv&machine=include", None, VIEWER),
 ]
 
 

@@ -26,6 +26,10 @@ PAGES = [
     ("get", "/deliveries/{d}/hot-clicks/frame/", VIEWER, 200),
     ("post", "/deliveries/{d}/recompute/", MARKETER, 302),
     ("post", "/deliveries/{d}/actions/pause/", MARKETER, 302),
+    ("get", "/reports/", VIEWER, 200),
+    ("get", "/reports/deliveries.csv", VIEWER, 200),
+    ("get", "/reports/opens-breakdown.csv", VIEWER, 200),
+    ("get", "/reports/over-time.csv", VIEWER, 200),
     ("get", "/settings/", VIEWER, 200),
     ("post", "/settings/token/", VIEWER, 200),
     ("post", "/settings/token/revoke/", VIEWER, 302),
@@ -81,10 +85,10 @@ def test_a_delivery_page_shows_the_tabs_and_buttons_of_the_role(caller, sees_per
 
 
 @pytest.mark.parametrize("caller, staff, links", [
-    (VIEWER, False, ["/", "/lists/", "/settings/", "/api/docs/"]),
-    (MARKETER, False, ["/", "/profiles/", "/lists/", "/settings/", "/api/docs/"]),
-    (MARKETER, True, ["/", "/profiles/", "/lists/", "/settings/", "/admin/", "/api/docs/"]),
-    (ADMINISTRATOR, True, ["/", "/profiles/", "/lists/", "/settings/", "/admin/", "/api/docs/"]),
+    (VIEWER, False, ["/", "/lists/", "/reports/", "/settings/", "/api/docs/"]),
+    (MARKETER, False, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/api/docs/"]),
+    (MARKETER, True, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
+    (ADMINISTRATOR, True, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
 ])
 def test_the_navigation_offers_what_the_role_may_open(caller, staff, links):
     user_html = client_as(caller, is_staff=staff).get("/settings/").content.decode()
@@ -99,6 +103,7 @@ def test_the_navigation_offers_what_the_role_may_open(caller, staff, links):
     ("/", 'href="/" aria-current="page">Deliveries'),
     ("/deliveries/{d}/reports/", 'href="/" aria-current="true">Deliveries'),
     ("/settings/", 'href="/settings/" aria-current="page">Settings'),
+    ("/reports/", 'href="/reports/" aria-current="page">Reports'),
 ])
 def test_the_navigation_marks_the_current_section(path, current, delivery_id):
     html = client_as(ADMINISTRATOR).get(path.format(d=delivery_id)).content.decode()
@@ -110,7 +115,7 @@ def test_pages_carry_no_inline_script_or_style(delivery_id):
     client = client_as(ADMINISTRATOR)
     pages = [client.get(path) for path in [
         "/", f"/deliveries/{delivery_id}/", f"/deliveries/{delivery_id}/log/", f"/deliveries/{delivery_id}/tracking/",
-        f"/deliveries/{delivery_id}/reports/?report=opens-breakdown", "/settings/",
+        f"/deliveries/{delivery_id}/reports/?report=opens-breakdown", "/settings/", "/reports/",
     ]] + [Client().get("/login/")]
     for response in pages:
         html, path = response.content.decode(), response.wsgi_request.get_full_path()

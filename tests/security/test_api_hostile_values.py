@@ -99,7 +99,7 @@ class Objects:
         if name == "import_id":
             return str(self.list_import.pk)
         if name == "name":
-            return "indicators"
+            return "over-time" if path.startswith("/api/reports/") else "indicators"
         owner = path.split("/")[2]
         owners = {"deliveries": self.delivery, "lists": self.list, "profiles": self.profile, "webhooks": self.subscription}
         return str(owners[owner].pk)
