@@ -3,12 +3,33 @@ from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
+from django.apps import apps
 from django.core import mail
+from django.db import models
 from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Message
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory
+
+
+def models_holding(needle: str) -> list[str]:
+    """Every column of every model whose value holds `needle`, whatever its case: text, char, JSON and
+    IP address columns searched by the database (PostgreSQL or SQLite alike), binary ones (a kept CSV
+    file, a returned mail) here."""
+    found = []
+    for model in apps.get_models():
+        if not model._meta.managed:
+            continue
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.BinaryField):
+                values = model._base_manager.exclude(**{f"{field.name}__isnull": True}).values_list(field.name, flat=True)
+                if any(needle.lower().encode() in bytes(value).lower() for value in values):
+                    found.append(f"{model._meta.label}.{field.name}")
+            elif isinstance(field, (models.CharField, models.TextField, models.JSONField, models.GenericIPAddressField)):
+                if model._base_manager.filter(**{f"{field.name}__icontains": needle}).exists():
+                    found.append(f"{model._meta.label}.{field.name}")
+    return found
 
 PUBLIC = "https://beacon.example.net"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"

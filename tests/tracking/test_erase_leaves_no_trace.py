@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -17,7 +16,7 @@ from deliveries.tokens import Purpose, make_token
 from profiles.models import ListImportRejection, Profile
 from profiles.services.imports import list_import_create, list_import_run
 from tests.factories import ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackedUrlFactory, TrackingEventFactory
-from tests.tracking.conftest import BROWSER
+from tests.tracking.conftest import BROWSER, models_holding
 from tracking import services as tracking_services
 from tracking.ingest import store
 from tracking.ingest.consumer import stream_consume_batch
@@ -30,24 +29,6 @@ pytestmark = pytest.mark.django_db
 ADDRESS = "grace.hopper@private-mail.example"
 IP = "203.0.113.77"
 ANONYMIZED_IP = "203.0.113.0"
-
-
-def models_holding(needle: str) -> list[str]:
-    """Every column of every model whose value holds `needle`, whatever its case: text, char and JSON
-    columns searched by the database, binary ones (a kept CSV file) here."""
-    found = []
-    for model in apps.get_models():
-        if not model._meta.managed:
-            continue
-        for field in model._meta.concrete_fields:
-            if isinstance(field, models.BinaryField):
-                values = model._base_manager.exclude(**{f"{field.name}__isnull": True}).values_list(field.name, flat=True)
-                if any(needle.lower().encode() in bytes(value).lower() for value in values):
-                    found.append(f"{model._meta.label}.{field.name}")
-            elif isinstance(field, (models.CharField, models.TextField, models.JSONField)):
-                if model._base_manager.filter(**{f"{field.name}__icontains": needle}).exists():
-                    found.append(f"{model._meta.label}.{field.name}")
-    return found
 
 
 def erase(profile: Profile) -> None:

@@ -1,7 +1,6 @@
 """A person's privacy rights: the export of everything Beacon holds on them, and their erasure, which
 keeps their events anonymously and every report's numbers, before and after a full recompute."""
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,6 +15,7 @@ from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE
 from tests.deliveries.test_bounce_mailbox_end_to_end import delivery_status_notification
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackingEventFactory
 from tests.reporting.conftest import Scenario
+from tests.tracking.conftest import models_holding
 from tracking.models import EventType, TrackingEvent
 
 pytestmark = pytest.mark.django_db
@@ -112,33 +112,17 @@ def test_only_administrators_erase(caller, person):
     assert Profile.objects.filter(pk=person.pk).exists() == (caller != ADMINISTRATOR)
 
 
-def _rows_holding(needle: str) -> list[str]:
-    """Every table and column of the database whose text holds `needle`, whatever its case."""
-    found = []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() ORDER BY table_name, column_name"
-        )
-        for table, column in cursor.fetchall():
-            qn = connection.ops.quote_name
-            cursor.execute(f"SELECT 1 FROM {qn(table)} WHERE CAST({qn(column)} AS TEXT) ILIKE %s LIMIT 1", [f"%{needle}%"])
-            if cursor.fetchone():
-                found.append(f"{table}.{column}")
-    return found
-
-
 def test_erasing_leaves_no_row_anywhere_holding_the_address_or_the_ips(person):
     message_ids = list(Message.objects.filter(profile=person).values_list("id", flat=True))
     for needle in (ADDRESS, IP, IP_V6):
-        assert _rows_holding(needle), needle  # the scan sees them before
+        assert models_holding(needle), needle  # the scan sees them before
 
     response = _client(ADMINISTRATOR).post(f"/api/profiles/{person.pk}/erase/")
 
     assert response.status_code == 200
     assert response.json() == {"erased": True, "profile_id": person.pk, "messages_anonymized": 1, "events_anonymized": 2}
     for needle in (ADDRESS, IP, IP_V6):
-        assert _rows_holding(needle) == [], needle
+        assert models_holding(needle) == [], needle
     assert not Profile.objects.filter(pk=person.pk).exists()
     message = Message.objects.get(pk__in=message_ids)
     assert (message.profile_id, message.email) == (None, "erased@private-mail.example")
@@ -209,7 +193,7 @@ def test_deleting_a_profile_through_the_api_erases_it(person):
     assert response.status_code == 204
     assert not Profile.objects.filter(pk=person.pk).exists()
     assert not Message.objects.filter(email__iexact=ADDRESS).exists()
-    assert _rows_holding(ADDRESS) == [] and _rows_holding(IP) == []
+    assert models_holding(ADDRESS) == [] and models_holding(IP) == []
     assert ProfileErasure.objects.get().profile_id == person.pk
 
 
@@ -250,7 +234,7 @@ def test_every_report_of_a_delivery_is_equal_before_and_after_erasing_one_of_its
 
     assert after == before
     assert recomputed == before
-    assert _rows_holding(clicker_address) == [] and _rows_holding(IP) == []
+    assert models_holding(clicker_address) == [] and models_holding(IP) == []
 
 
 # --- pages ----------------------------------------------------------------------------------------
@@ -319,7 +303,7 @@ def test_deleting_a_profile_in_the_admin_erases_it(person, client):
 
     assert response.status_code == 302
     assert not Profile.objects.filter(pk=person.pk).exists()
-    assert _rows_holding(ADDRESS) == [] and _rows_holding(IP) == []
+    assert models_holding(ADDRESS) == [] and models_holding(IP) == []
     assert ProfileErasure.objects.get().profile_id == person.pk
 
 
@@ -336,7 +320,7 @@ def test_deleting_selected_profiles_in_the_admin_erases_each_and_says_which_were
 
     assert f"Profile {other.pk}: Delivery" in response.content.decode()
     assert list(Profile.objects.values_list("pk", flat=True)) == [other.pk]
-    assert _rows_holding(ADDRESS) == []
+    assert models_holding(ADDRESS) == []
 
 
 def test_deleting_a_profile_a_delivery_may_still_send_to_in_the_admin_is_refused(person, client):
