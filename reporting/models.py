@@ -13,7 +13,7 @@ delivery), so their `delivery` carries no database constraint, whose per-row che
 insert (Django still deletes them with their delivery), and a single index: their natural key as primary key,
 leading with `delivery` so that it serves both the merges' lookups and a recompute's delete.
 
-Message-based tables (`DomainMessageStats`, `FailureStats`, `ThroughputStats`, `DeliveryReportState`)
+Message-based tables (`DomainMessageStats`, `FailureStats`, `FailureTimeStats`, `ThroughputStats`, `DeliveryReportState`)
 are refreshed from the delivery's `Message` rows, not from events.
 """
 from django.db import models
@@ -238,6 +238,19 @@ class FailureStats(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["delivery"], name="failurestats_delivery_idx")]
+
+
+class FailureTimeStats(models.Model):
+    """Failed messages per hour of their failure (UTC) and failure type: a bounce that came back days
+    after sending counts in the hour it came back. Days are sums of hours."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    failure_type = models.CharField(max_length=8)
+    messages = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["delivery", "hour", "failure_type"], name="failuretimestats_key")]
 
 
 class ThroughputStats(models.Model):

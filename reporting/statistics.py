@@ -1,4 +1,15 @@
-"""Statistics from the delivery log (per domain, failures, throughput), and the every-minute reports job."""
+"""Statistics from the delivery log (per domain, failures, failures over time, throughput, new quarantines),
+and the every-minute reports job.
+
+A failure counts the same whenever it happened: at sending (the relay's answer) or later (a bounce or a
+complaint coming back), since all are read from the messages' status and failure fields. A failure
+found later must move the delivery's counters (success and errors) as sending does, which is what
+tells `message_stats_refresh_due` the delivery's statistics are stale.
+
+"New quarantines" are the delivery's messages whose failure quarantined or denylisted the address: the
+`AddressFailure` rows the quarantine rule recorded with this delivery's id and the status they set. A
+later release does not lower it; the count is history, not the addresses' status today.
+"""
 from django.db import models, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import Coalesce, TruncHour
@@ -6,9 +17,9 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryStatus, FailureType, Message, MessageStatus
 from profiles.emails import email_domain_expression
-from profiles.models import EmailStatus
+from profiles.models import AddressFailure, EmailStatus
 from reporting.consolidation.pointer import events_consolidate
-from reporting.models import DeliveryReportState, DomainMessageStats, FailureStats, ThroughputStats
+from reporting.models import DeliveryReportState, DomainMessageStats, FailureStats, FailureTimeStats, ThroughputStats
 
 SENDING_STATUSES = (DeliveryStatus.SENDING, DeliveryStatus.PAUSED)
 
@@ -59,18 +70,25 @@ def delivery_message_stats_refresh(*, delivery_id: int) -> None:
         )
         .order_by()
     ]
-    since = delivery.sending_started_at or delivery.created_at
-    new_quarantines = Message.objects.filter(
-        delivery_id=delivery_id,
-        status=MessageStatus.FAILED,
-        profile__email_status=EmailStatus.QUARANTINED,
-        profile__quarantined_at__gte=since,
-    ).count()
+    failure_time_rows = [
+        FailureTimeStats(delivery_id=delivery_id, **row)
+        for row in Message.objects.filter(delivery_id=delivery_id, status=MessageStatus.FAILED)
+        .annotate(hour=TruncHour(Coalesce("failed_at", "sent_at", "claimed_at")))
+        .exclude(hour=None)
+        .values("hour", "failure_type")
+        .annotate(messages=Count("id"))
+        .order_by()
+    ]
+    # Distinct messages: a quarantined address that then complains is denylisted by the same message.
+    new_quarantines = AddressFailure.objects.filter(
+        delivery_id=delivery_id, status_set__in=[EmailStatus.QUARANTINED, EmailStatus.DENYLISTED]
+    ).aggregate(messages=Count("message_id", distinct=True))["messages"]
     with transaction.atomic():
-        for model in (DomainMessageStats, FailureStats, ThroughputStats):
+        for model in (DomainMessageStats, FailureStats, FailureTimeStats, ThroughputStats):
             model.objects.filter(delivery_id=delivery_id).delete()
         DomainMessageStats.objects.bulk_create(domain_rows)
         FailureStats.objects.bulk_create(failure_rows)
+        FailureTimeStats.objects.bulk_create(failure_time_rows)
         ThroughputStats.objects.bulk_create(throughput_rows)
         DeliveryReportState.objects.update_or_create(
             delivery_id=delivery_id,
