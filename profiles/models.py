@@ -90,7 +90,10 @@ class AddressFailure(models.Model):
         ]
         indexes = [
             models.Index(fields=["profile", "failure_type", "occurred_at"], name="address_failure_window_idx"),
-            models.Index(fields=["delivery_id", "status_set"], name="address_failure_delivery_idx"),
+            # A delivery's failures that set a status: its new quarantines, and how the reports job sees them.
+            models.Index(
+                fields=["delivery_id", "message_id"], condition=~models.Q(status_set=""), name="address_failure_delivery_idx"
+            ),
         ]
 
     def __str__(self) -> str:

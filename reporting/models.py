@@ -272,7 +272,8 @@ class DeliveryReportState(models.Model):
     text_messages = models.BigIntegerField(default=0)
     new_quarantines = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
-    # The delivery counters (processed, success, errors, status) the statistics were computed from.
+    # The delivery counters (processed, success, errors, status) and its number of failures that set an
+    # address's status, which the statistics were computed from.
     refreshed_from = models.JSONField(default=dict)
     # Raw events up to this time were purged by retention: a recompute would lose them.
     events_purged_before = models.DateTimeField(null=True)

@@ -22,7 +22,7 @@ from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureTy
 from profiles.models import EmailStatus, Profile
 from profiles.services.quarantine import AddressFailureReport, address_outcomes_record, address_release
 from reporting.reports import report_get
-from reporting.statistics import delivery_message_stats_refresh, reports_refresh
+from reporting.statistics import delivery_message_stats_refresh, message_stats_refresh_due, reports_refresh
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE, allowed
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory
 
@@ -139,6 +139,14 @@ def test_a_complaint_after_a_bounce_counts_its_message_once(sent):
     assert Profile.objects.get(email="hard@a.example").email_status == EmailStatus.DENYLISTED
     delivery_message_stats_refresh(delivery_id=sent["delivery"].pk)
     assert report_get(delivery_id=sent["delivery"].pk, name="summary")["new_quarantines"] == 4
+
+
+def test_a_later_complaint_moves_no_counter_yet_the_every_minute_job_counts_it(sent):
+    assert message_stats_refresh_due() == 0
+    complaint_later(sent["messages"]["ok@b.example"], at=sent["later"])
+    assert message_stats_refresh_due() == 1
+    assert report_get(delivery_id=sent["delivery"].pk, name="summary")["new_quarantines"] == 5
+    assert message_stats_refresh_due() == 0
 
 
 def test_another_deliverys_quarantines_are_not_counted(sent):
