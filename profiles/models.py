@@ -64,9 +64,10 @@ class AddressFailureType(models.TextChoices):
 
 
 class AddressFailure(models.Model):
-    """One failure of an address (a bounce or a complaint), as the quarantine rule counts it."""
+    """One failure of an address (a bounce or a complaint), as the quarantine rule counts it. Erasing the
+    person keeps it without its profile (it holds no address), so that its delivery's new quarantines stay."""
 
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="address_failures")
+    profile = models.ForeignKey(Profile, null=True, on_delete=models.SET_NULL, related_name="address_failures")
     failure_type = models.CharField(max_length=16, choices=AddressFailureType.choices)
     reason = models.CharField(max_length=32)
     occurred_at = models.DateTimeField()

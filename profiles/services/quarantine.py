@@ -40,7 +40,8 @@ class AddressFailureReport:
     """One failure to record: the address by profile id or by email, its type and reason (a bounce
     reason such as `user_unknown`, or `complaint`), the event's key for idempotency (blank: none), and
     the message (and its delivery) that failed, when known: what ties the failure to a delivery's
-    reports ("new quarantines") and shows it on the profile page."""
+    reports ("new quarantines") and shows it on the profile page. The key must name no address: the
+    failure outlives the person's erasure."""
 
     failure_type: str
     reason: str

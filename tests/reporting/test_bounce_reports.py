@@ -19,12 +19,13 @@ from django.utils import timezone
 from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
 from deliveries import services
 from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
-from profiles.models import EmailStatus, Profile
+from profiles.models import AddressFailure, EmailStatus, Profile
 from profiles.services.quarantine import AddressFailureReport, address_outcomes_record, address_release
 from reporting.reports import report_get
 from reporting.statistics import delivery_message_stats_refresh, message_stats_refresh_due, reports_refresh
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE, allowed
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory
+from tracking.services import profile_erase
 
 pytestmark = pytest.mark.django_db
 
@@ -147,6 +148,16 @@ def test_a_later_complaint_moves_no_counter_yet_the_every_minute_job_counts_it(s
     assert message_stats_refresh_due() == 1
     assert report_get(delivery_id=sent["delivery"].pk, name="summary")["new_quarantines"] == 5
     assert message_stats_refresh_due() == 0
+
+
+def test_erasing_a_quarantined_person_leaves_new_quarantines_unchanged(sent):
+    profile = Profile.objects.get(email="hard@a.example")
+    profile_erase(profile_id=profile.pk)
+    reports_refresh()
+    delivery_message_stats_refresh(delivery_id=sent["delivery"].pk)
+    assert report_get(delivery_id=sent["delivery"].pk, name="summary")["new_quarantines"] == 4
+    kept = AddressFailure.objects.get(message_id=sent["messages"]["hard@a.example"].pk)
+    assert (kept.profile_id, kept.status_set, kept.event_key) == (None, "quarantined", f"message:{kept.message_id}:smtp")
 
 
 def test_another_deliverys_quarantines_are_not_counted(sent):
