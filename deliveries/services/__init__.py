@@ -10,7 +10,8 @@
 - `tracked_urls`: edits of a delivery's links;
 - `counters`: a delivery's counters rebuilt from its delivery log (for a recompute);
 - `backdating`: demo data, a delivery as if sent some time ago;
-- `privacy`: an erased person's messages made anonymous.
+- `privacy`: an erased person's messages made anonymous;
+- `returns`: what comes back after sending (a later bounce, a complaint), from the bounce mailbox or an ESP.
 
 Callers use the names below (`from deliveries import services`); the underscored helpers the modules
 share stay inside the package.
@@ -39,6 +40,7 @@ from deliveries.services.lifecycle import (
 from deliveries.services.privacy import erased_address, profile_messages_anonymize
 from deliveries.services.proofs import MAX_ID, delivery_proof
 from deliveries.services.rendering import delivery_preview_render, message_render, send_content
+from deliveries.services.returns import ReturnedFailure, ReturnsRecorded, returns_record
 from deliveries.services.sending import CLAIM_LEASE, SEND_FLUSH_SIZE, RelayUnavailable, delivery_send_batch
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES, tracked_url_update, tracked_urls_update
 
@@ -52,6 +54,8 @@ __all__ = [
     "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
+    "ReturnedFailure",
+    "ReturnsRecorded",
     "analysis_queuer",
     "deliveries_analysis_recover",
     "delivery_analysis_request",
@@ -78,6 +82,7 @@ __all__ = [
     "message_render",
     "send_batch_queuer",
     "send_content",
+    "returns_record",
     "tracked_url_update",
     "tracked_urls_update",
 ]
