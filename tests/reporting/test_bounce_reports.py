@@ -2,22 +2,22 @@
 non-deliverables and bounces report (by type, reason, domain and over time, with the bounce rates).
 
 A send-time bounce comes through the real send path with a relay that refuses some addresses; a bounce
-that comes back later is written as the bounce mailbox and the ESP webhooks write it (their services
-are another change): the message failed with its type, reason, detail and time, the delivery's counters
-recounted, the address's failure recorded through the quarantine rule with its message and delivery."""
+or a complaint that comes back later through `deliveries.services.returns_record`, the entry the bounce
+mailbox and the ESP webhooks report to."""
 import datetime as dt
 import smtplib
 from urllib.parse import quote
 
 import pytest
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
 from deliveries import services
+from deliveries.services import ReturnedFailure
 from deliveries.models import Delivery, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus
 from profiles.models import AddressFailure, EmailStatus, Profile
 from profiles.services.quarantine import AddressFailureReport, address_outcomes_record, address_release
@@ -46,26 +46,17 @@ class RefusingBackend(LocmemBackend):
         return super().send_messages(messages)
 
 
-def bounce_later(message: Message, *, failure_type: str, reason: str, at: dt.datetime, key: str = "dsn") -> int:
-    """A bounce of a sent message, come back at `at`."""
-    with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(
-            status=MessageStatus.FAILED, failure_type=failure_type, failure_reason=reason,
-            failure_detail="550 5.1.1 The email account that you tried to reach does not exist.", failed_at=at,
-        )
-        services.delivery_counters_recount(delivery=Delivery.objects.select_for_update().get(pk=message.delivery_id))
-        return address_outcomes_record(failures=[AddressFailureReport(
-            failure_type, reason, profile_id=message.profile_id, event_key=f"message:{message.pk}:{key}",
-            message_id=message.pk, delivery_id=message.delivery_id,
-        )], at=at)
+def bounce_later(message: Message, *, failure_type: str, reason: str, at: dt.datetime) -> int:
+    """A bounce of a sent message come back at `at`, as the bounce mailbox and the webhooks report it."""
+    return services.returns_record([ReturnedFailure(
+        message_id=message.pk, kind="bounce", failure_type=failure_type, failure_reason=reason,
+        detail="550 5.1.1 The email account that you tried to reach does not exist.",
+    )], at=at).messages_failed
 
 
 def complaint_later(message: Message, *, at: dt.datetime) -> int:
     """A feedback-loop complaint about a delivered message: the address denylisted, the message stays sent."""
-    return address_outcomes_record(failures=[AddressFailureReport(
-        "complaint", "complaint", profile_id=message.profile_id, event_key=f"message:{message.pk}:arf",
-        message_id=message.pk, delivery_id=message.delivery_id,
-    )], at=at)
+    return services.returns_record([ReturnedFailure(message_id=message.pk, kind="complaint")], at=at).complaints
 
 
 def sent_delivery(emails: list[str]) -> Delivery:
