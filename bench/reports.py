@@ -157,15 +157,16 @@ def reset_generated(messages: int, events: int) -> dict:
 
     from deliveries.models import Delivery, Message
     from reporting.models import (
-        ConsolidationGap, ConsolidationState, DeliveryReportState, DomainMessageStats, FailureStats, ThroughputStats,
+        ConsolidationGap, ConsolidationState, DeliveryReportState, DomainMessageStats, FailureStats, FailureTimeStats,
+        ThroughputStats,
     )
     from reporting.consolidation.recompute import EVENT_ROLLUPS
 
     delivery = Delivery.objects.filter(label=DELIVERY_LABEL).first()
     if delivery is None or Message.objects.filter(delivery=delivery).count() != messages:
         raise SystemExit(f"{BENCH_DB} does not hold the generated delivery with {messages:,} messages: run with --keep first")
-    emptied = (*EVENT_ROLLUPS, ConsolidationGap, ConsolidationState, DomainMessageStats, FailureStats, ThroughputStats,
-               DeliveryReportState)
+    emptied = (*EVENT_ROLLUPS, ConsolidationGap, ConsolidationState, DomainMessageStats, FailureStats, FailureTimeStats,
+               ThroughputStats, DeliveryReportState)
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tracking_trackingevent WHERE event_id >= %s", [FIRST_INCREMENT_EVENT_ID])
         cursor.execute("SELECT count(*) FROM tracking_trackingevent")

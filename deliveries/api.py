@@ -12,7 +12,9 @@ from rest_framework.response import Response
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
 from beacon.send_rates import MAX_RATE_PER_HOUR
 from deliveries import selectors, services
-from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, MessageStatus, TrackedUrl
+from deliveries.models import (
+    Delivery, DeliveryAuditEntry, DeliveryStatus, FailureReason, FailureType, Message, MessageStatus, TrackedUrl,
+)
 from profiles.models import List
 
 
@@ -73,7 +75,11 @@ class ProofInputSerializer(serializers.Serializer):
 class MessageOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
-        fields = ["id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "sent_at"]
+        fields = ["id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "sent_at", "failed_at"]
+
+
+# The delivery log's filters, by query parameter, and the values each takes.
+MESSAGE_FILTERS = {"status": MessageStatus.values, "failure_type": FailureType.values, "failure_reason": FailureReason.values}
 
 
 class AuditEntryOutputSerializer(serializers.ModelSerializer):
@@ -251,14 +257,21 @@ class DeliveryViewSet(viewsets.GenericViewSet):
         )
         return Response({"sent": sent})
 
-    @extend_schema(responses=MessageOutputSerializer(many=True))
+    @extend_schema(
+        responses=MessageOutputSerializer(many=True),
+        parameters=[OpenApiParameter(name, str, enum=list(choices)) for name, choices in MESSAGE_FILTERS.items()],
+    )
     @action(detail=True, methods=["get"])
     def messages(self, request, pk=None):
-        """The delivery log; `?status=` one of pending, sending, sent, failed, ignored."""
-        wanted = request.query_params.get("status", "")
-        if wanted and wanted not in MessageStatus.values:
-            raise serializers.ValidationError({"status": [f"One of: {', '.join(MessageStatus.values)}."]})
-        queryset = selectors.delivery_messages(delivery_id=self._delivery(pk).pk, status=wanted)
+        """The delivery log; `?status=` one of pending, sending, sent, failed, ignored; `?failure_type=`
+        hard, soft or ignored; `?failure_reason=` one of the failure reasons (user_unknown, mailbox_full, ...)."""
+        filters = {}
+        for name, choices in MESSAGE_FILTERS.items():
+            wanted = request.query_params.get(name, "")
+            if wanted and wanted not in choices:
+                raise serializers.ValidationError({name: [f"One of: {', '.join(choices)}."]})
+            filters[name] = wanted
+        queryset = selectors.delivery_messages(delivery_id=self._delivery(pk).pk, **filters)
         return self._page(request, queryset, MessageOutputSerializer)
 
     @extend_schema(responses=AuditEntryOutputSerializer(many=True))

@@ -123,6 +123,9 @@ class Message(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When it failed: at sending, or later, when its bounce or complaint came back (a message sent then
+    # failed keeps its `sent_at`). The failures-over-time report buckets by it.
+    failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

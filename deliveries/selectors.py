@@ -34,11 +34,11 @@ def delivery_list(*, status: str = "", search: str = "") -> QuerySet[Delivery]:
     return deliveries.prefetch_related("lists")
 
 
-def delivery_messages(*, delivery_id: int, status: str = "") -> QuerySet[Message]:
+def delivery_messages(*, delivery_id: int, status: str = "", failure_type: str = "", failure_reason: str = "") -> QuerySet[Message]:
+    """A delivery's log, in id order; each non-blank filter narrows it."""
     messages = Message.objects.filter(delivery_id=delivery_id)
-    if status:
-        messages = messages.filter(status=status)
-    return messages.order_by("id")
+    filters = {"status": status, "failure_type": failure_type, "failure_reason": failure_reason}
+    return messages.filter(**{name: value for name, value in filters.items() if value}).order_by("id")
 
 
 def delivery_tracked_urls(*, delivery_id: int) -> QuerySet[TrackedUrl]:

@@ -64,14 +64,23 @@ class AddressFailureType(models.TextChoices):
 
 
 class AddressFailure(models.Model):
-    """One failure of an address (a bounce or a complaint), as the quarantine rule counts it."""
+    """One failure of an address (a bounce or a complaint), as the quarantine rule counts it. Erasing the
+    person keeps it without its profile (it holds no address), so that its delivery's new quarantines stay."""
 
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="address_failures")
+    profile = models.ForeignKey(Profile, null=True, on_delete=models.SET_NULL, related_name="address_failures")
     failure_type = models.CharField(max_length=16, choices=AddressFailureType.choices)
     reason = models.CharField(max_length=32)
     occurred_at = models.DateTimeField()
     # The caller's name for the event (e.g. `message:12:smtp`): the same event reported twice counts once.
     event_key = models.CharField(max_length=200, blank=True)
+    # The message that bounced or was complained about, and its delivery, when the caller knows them: how
+    # a failure is tied to a delivery (its summary's "new quarantines", the profile page). Plain ids, with
+    # no database constraint, since profiles sits below deliveries.
+    message_id = models.BigIntegerField(null=True, blank=True)
+    delivery_id = models.BigIntegerField(null=True, blank=True)
+    # The status this failure put the address in (quarantined or denylisted); blank when it changed
+    # nothing. Kept as history: a later release does not change it.
+    status_set = models.CharField(max_length=16, choices=EmailStatus.choices, blank=True)
 
     class Meta:
         ordering = ["profile", "occurred_at", "id"]
@@ -80,7 +89,13 @@ class AddressFailure(models.Model):
                 fields=["profile", "event_key"], condition=~models.Q(event_key=""), name="address_failure_event_unique"
             ),
         ]
-        indexes = [models.Index(fields=["profile", "failure_type", "occurred_at"], name="address_failure_window_idx")]
+        indexes = [
+            models.Index(fields=["profile", "failure_type", "occurred_at"], name="address_failure_window_idx"),
+            # A delivery's failures that set a status: its new quarantines, and how the reports job sees them.
+            models.Index(
+                fields=["delivery_id", "message_id"], condition=~models.Q(status_set=""), name="address_failure_delivery_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.failure_type} {self.reason} of {self.profile_id}"

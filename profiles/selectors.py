@@ -6,7 +6,7 @@ from django.db.models import Count, Q, QuerySet
 from beacon.csv_export import csv_lines
 from beacon.exceptions import NotFound
 from profiles import csv_files
-from profiles.models import List, ListImport, ListImportStatus, Profile
+from profiles.models import AddressFailure, AddressRelease, List, ListImport, ListImportStatus, Profile
 
 # How many rejected rows the import page and the API show; the CSV download has them all.
 REJECTIONS_SHOWN = 100
@@ -30,6 +30,23 @@ def profile_get(*, profile_id: int) -> Profile:
     if profile is None:
         raise NotFound("No such profile.")
     return profile
+
+
+# How many of an address's failures and releases its page lists, newest first.
+ADDRESS_HISTORY_SHOWN = 50
+
+
+def profile_address_failures(*, profile_id: int) -> list[AddressFailure]:
+    """The address's newest bounces and complaints, with the delivery each came from when known."""
+    return list(AddressFailure.objects.filter(profile_id=profile_id).order_by("-occurred_at", "-id")[:ADDRESS_HISTORY_SHOWN])
+
+
+def profile_address_releases(*, profile_id: int) -> list[AddressRelease]:
+    return list(
+        AddressRelease.objects.filter(profile_id=profile_id).select_related("released_by").order_by("-released_at", "-id")[
+            :ADDRESS_HISTORY_SHOWN
+        ]
+    )
 
 
 def profile_lists(*, profile_id: int) -> QuerySet[List]:

@@ -45,6 +45,8 @@ def profile_detail(request: HttpRequest, profile_id: int) -> HttpResponse:
     return render(request, "profiles/profile_detail.html", {
         "profile": profile,
         "lists": selectors.profile_lists(profile_id=profile.pk),
+        "address_failures": selectors.profile_address_failures(profile_id=profile.pk),
+        "address_releases": selectors.profile_address_releases(profile_id=profile.pk),
         "can_release": can(request.user, RELEASE_ADDRESSES) and profile.email_status != EmailStatus.VALID
         and profile.opted_out_at is None,
     })

@@ -62,7 +62,10 @@ class DeliveryReportApi(ReportApi):
             OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(REPORT_NAMES)),
             OpenApiParameter("machine", str, enum=list(MACHINE_CHOICES), description="Count machine events too."),
             OpenApiParameter("format", str, enum=["json", "csv"]),
-            OpenApiParameter("granularity", str, enum=["half-hour", "hour", "day"], description="statistics"),
+            OpenApiParameter(
+                "granularity", str, enum=["half-hour", "hour", "day"], description="statistics; bounces (hour or day)"
+            ),
+            OpenApiParameter("table", str, enum=["reason", "domain", "time"], description="bounces: the CSV's table"),
             OpenApiParameter("group_by", str, enum=["url", "label", "category"], description="urls"),
             OpenApiParameter("from", OpenApiTypes.DATE, description="urls: first day of the period"),
             OpenApiParameter("to", OpenApiTypes.DATE, description="urls: last day of the period"),

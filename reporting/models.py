@@ -13,7 +13,7 @@ delivery), so their `delivery` carries no database constraint, whose per-row che
 insert (Django still deletes them with their delivery), and a single index: their natural key as primary key,
 leading with `delivery` so that it serves both the merges' lookups and a recompute's delete.
 
-Message-based tables (`DomainMessageStats`, `FailureStats`, `ThroughputStats`, `DeliveryReportState`)
+Message-based tables (`DomainMessageStats`, `FailureStats`, `FailureTimeStats`, `ThroughputStats`, `DeliveryReportState`)
 are refreshed from the delivery's `Message` rows, not from events.
 """
 from django.db import models
@@ -244,6 +244,19 @@ class FailureStats(models.Model):
         indexes = [models.Index(fields=["delivery"], name="failurestats_delivery_idx")]
 
 
+class FailureTimeStats(models.Model):
+    """Failed messages per hour of their failure (UTC) and failure type: a bounce that came back days
+    after sending counts in the hour it came back. Days are sums of hours."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    failure_type = models.CharField(max_length=8)
+    messages = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["delivery", "hour", "failure_type"], name="failuretimestats_key")]
+
+
 class ThroughputStats(models.Model):
     """Messages processed per hour of sending, success vs error; indexed by `hour` for the reports across
     deliveries, which read a period of every delivery."""
@@ -265,7 +278,8 @@ class DeliveryReportState(models.Model):
     text_messages = models.BigIntegerField(default=0)
     new_quarantines = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
-    # The delivery counters (processed, success, errors, status) the statistics were computed from.
+    # The delivery counters (processed, success, errors, status) and its number of failures that set an
+    # address's status, which the statistics were computed from.
     refreshed_from = models.JSONField(default=dict)
     # Raw events up to this time were purged by retention: a recompute would lose them.
     events_purged_before = models.DateTimeField(null=True)

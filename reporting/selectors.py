@@ -7,6 +7,7 @@ from django.db.models.functions import Lower
 
 from beacon.exceptions import NotFound
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl
+from deliveries import selectors as deliveries_selectors
 from deliveries.selectors import PERSONAL_AUDIT_DETAILS, delivery_expected_end
 from reporting.percentages import percent
 from tracking.models import TrackingEvent, UserAgent
@@ -62,9 +63,11 @@ def delivery_progress(*, delivery: Delivery) -> dict:
     }
 
 
-def delivery_messages(*, delivery_id: int, status: str = "") -> QuerySet[Message]:
-    messages = Message.objects.filter(delivery_id=delivery_id).order_by("id")
-    return messages.filter(status=status) if status else messages
+def delivery_messages(*, delivery_id: int, status: str = "", failure_type: str = "", failure_reason: str = "") -> QuerySet[Message]:
+    """The delivery log page's messages: deliveries' own read of the log, with its filters."""
+    return deliveries_selectors.delivery_messages(
+        delivery_id=delivery_id, status=status, failure_type=failure_type, failure_reason=failure_reason
+    )
 
 
 def delivery_events(*, delivery_id: int, event_type: str = "") -> QuerySet[TrackingEvent]:

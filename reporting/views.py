@@ -3,6 +3,8 @@ Reports, Audit), report CSV downloads, the sandboxed hot-clicks document, and th
 
 Who may open what is the role's (`accounts.roles`): aggregate reads need READ_REPORTS, the pages naming
 recipients READ_PERSONAL_DATA, the buttons that change a delivery MANAGE."""
+from urllib.parse import urlencode
+
 from bs4 import BeautifulSoup
 from django.conf import settings
 from django.contrib import messages
@@ -21,7 +23,7 @@ from accounts.services import user_token_create, user_token_revoke
 from beacon.csv_export import csv_text
 from beacon.exceptions import ServiceError
 from deliveries.content import is_tracked_link
-from deliveries.models import DeliveryStatus, MessageStatus, TrackedUrl, TrackingMode
+from deliveries.models import DeliveryStatus, FailureReason, FailureType, MessageStatus, TrackedUrl, TrackingMode
 from deliveries.services import deliveries_analysis_recover, deliveries_start_due
 from deliveries.tokens import Purpose, make_token, tracking_url
 from deliveries.forms import ScheduleForm
@@ -29,6 +31,7 @@ from deliveries.views import ACTIONS_BY_STATUS, SCHEDULABLE_STATUSES
 from reporting import charts, health, reports, selectors
 from reporting.consolidation.recompute import delivery_recompute
 from reporting.freshness import reports_as_of
+from reporting.reports.deliverability import FAILURE_GRANULARITIES
 from reporting.reports.indicators import report_indicators, report_summary
 from reporting.reports.links import report_hot_clicks
 from reporting.reports.tables import report_table
@@ -153,13 +156,20 @@ def _time_chart(statistics: dict):
     )
 
 
+# The delivery log's filters, by query parameter, and their choices; an unknown value filters nothing.
+LOG_FILTERS = {"status": MessageStatus.choices, "failure_type": FailureType.choices, "failure_reason": FailureReason.choices}
+# How much of a failure's detail (the relay's or the bounce's text) a row shows; the rest unfolds.
+FAILURE_DETAIL_SHOWN = 120
+
+
 @action_required(READ_PERSONAL_DATA)
 def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = selectors.delivery_get(delivery_id=delivery_id)
-    status = request.GET.get("status", "")
-    if status not in MessageStatus.values:
-        status = ""
-    page = Paginator(selectors.delivery_messages(delivery_id=delivery.pk, status=status), 50).get_page(request.GET.get("page"))
+    filters = {}
+    for name, choices in LOG_FILTERS.items():
+        value = request.GET.get(name, "")
+        filters[name] = value if value in dict(choices) else ""
+    page = Paginator(selectors.delivery_messages(delivery_id=delivery.pk, **filters), 50).get_page(request.GET.get("page"))
     mirror = TrackedUrl.objects.filter(delivery_id=delivery.pk, mode=TrackingMode.MIRROR).order_by("id").first()
     rows = [
         {
@@ -169,9 +179,12 @@ def delivery_log(request: HttpRequest, delivery_id: int) -> HttpResponse:
         }
         for message in page.object_list
     ]
+    chosen = {name: value for name, value in filters.items() if value}
     return _tab(request, delivery, "log", "reporting/delivery_log.html", {
-        "page": page, "rows": rows, "status": status, "statuses": MessageStatus.choices,
-        "pager_query": f"&status={status}" if status else "",
+        "page": page, "rows": rows, **filters, "statuses": MessageStatus.choices,
+        "failure_types": FailureType.choices, "failure_reasons": FailureReason.choices,
+        "detail_shown": FAILURE_DETAIL_SHOWN,
+        "pager_query": "&" + urlencode(chosen) if chosen else "",
     })
 
 
@@ -219,6 +232,7 @@ def delivery_reports(request: HttpRequest, delivery_id: int) -> HttpResponse:
         "report_titles": REPORT_TITLES,
         "report_title": REPORT_TITLES[name],
         "granularities": list(GRANULARITIES),
+        "failure_granularities": FAILURE_GRANULARITIES,
         "group_bys": ["url", "label", "category"],
         "time_to": [
             (
@@ -281,8 +295,19 @@ def _report_charts(name: str, data: dict) -> list:
         )]
     if name == "urls" and data["links"]:
         return [charts.bar_list([(row["name"], row["clicks"]) for row in data["links"][:15]], title="Clicks per link")]
-    if name == "bounces" and data["by_reason"]:
-        return [charts.bar_list([(row["failure_reason"] or row["failure_type"], row["messages"]) for row in data["by_reason"]], title="Errors by reason")]
+    if name == "bounces":
+        bounce_charts = []
+        if data["by_reason"]:
+            bounce_charts.append(charts.bar_list(
+                [(row["failure_reason"] or row["failure_type"], row["messages"]) for row in data["by_reason"]], title="Errors by reason"
+            ))
+        if data["series"]:
+            bounce_charts.append(charts.column_chart(
+                [row["start"].strftime("%Y-%m-%d" if data["granularity"] == "day" else "%d %H:00") for row in data["series"]],
+                [("Hard", [row["hard"] for row in data["series"]]), ("Soft", [row["soft"] for row in data["series"]])],
+                title=f"Failures per {data['granularity']}",
+            ))
+        return bounce_charts
     return []
 
 

@@ -172,7 +172,7 @@ def profile_export(*, profile_id: int) -> dict:
         "address_failures": list(
             AddressFailure.objects.filter(profile_id=profile_id)
             .order_by("occurred_at", "id")
-            .values("failure_type", "reason", "occurred_at", "event_key")
+            .values("failure_type", "reason", "occurred_at", "event_key", "message_id", "delivery_id", "status_set")
         ),
         "address_releases": list(
             AddressRelease.objects.filter(profile_id=profile_id)

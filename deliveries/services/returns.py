@@ -54,14 +54,15 @@ class ReturnsRecorded:
 def _address_failure(message: Message, returned: ReturnedFailure) -> AddressFailureReport | None:
     if message.profile_id is None:
         return None
+    # The message and its delivery tie the failure to that delivery's new quarantines (reporting.statistics).
     if returned.kind == COMPLAINT:
         return AddressFailureReport(
             failure_type=AddressFailureType.COMPLAINT, reason=COMPLAINT, profile_id=message.profile_id,
-            event_key=f"message:{message.pk}:complaint",
+            event_key=f"message:{message.pk}:complaint", message_id=message.pk, delivery_id=message.delivery_id,
         )
     return AddressFailureReport(
         failure_type=returned.failure_type, reason=returned.failure_reason, profile_id=message.profile_id,
-        event_key=f"message:{message.pk}:returned",
+        event_key=f"message:{message.pk}:returned", message_id=message.pk, delivery_id=message.delivery_id,
     )
 
 
@@ -95,9 +96,10 @@ def returns_record(returns: Sequence[ReturnedFailure], *, at: datetime | None = 
             message.failure_type = returned.failure_type
             message.failure_reason = returned.failure_reason
             message.failure_detail = returned.detail[:DETAIL_LIMIT]
+            message.failed_at = at
             failed_messages.append(message)
         if failed_messages:
-            Message.objects.bulk_update(failed_messages, ["status", "failure_type", "failure_reason", "failure_detail"])
+            Message.objects.bulk_update(failed_messages, ["status", "failure_type", "failure_reason", "failure_detail", "failed_at"])
             for delivery_id, count in Counter(m.delivery_id for m in failed_messages).items():
                 Delivery.objects.filter(pk=delivery_id).update(success=F("success") - count, errors=F("errors") + count, updated_at=at)
         new_reports = _new_address_failures([report for report, _ in reports], at)

@@ -67,6 +67,7 @@ def _recover_claims(delivery_id: int, task_id: str, now: datetime) -> int:
             failure_type=FailureType.SOFT,
             failure_reason=FailureReason.INTERRUPTED,
             failure_detail="The worker stopped while this message was being handed to SMTP; not resent.",
+            failed_at=now,
         )
         if interrupted:
             Delivery.objects.filter(pk=delivery_id).update(
@@ -139,7 +140,9 @@ def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: dateti
     if sent_ids:
         Message.objects.filter(id__in=sent_ids).update(status=MessageStatus.SENT, sent_at=sent_at)
     if failed:
-        Message.objects.bulk_update(failed, ["status", "failure_type", "failure_reason", "failure_detail"])
+        for message in failed:
+            message.failed_at = sent_at
+        Message.objects.bulk_update(failed, ["status", "failure_type", "failure_reason", "failure_detail", "failed_at"])
     Delivery.objects.filter(pk=delivery_id).update(
         processed=F("processed") + len(outcomes),
         success=F("success") + len(sent_ids),
@@ -150,7 +153,7 @@ def _record_outcomes(delivery_id: int, outcomes: list[_Outcome], sent_at: dateti
     bounces = [
         AddressFailureReport(
             failure_type=o.bounce_type, reason=o.message.failure_reason, profile_id=o.message.profile_id,
-            event_key=f"message:{o.message.id}:smtp",
+            event_key=f"message:{o.message.id}:smtp", message_id=o.message.id, delivery_id=delivery_id,
         )
         for o in outcomes
         if o.bounce_type and o.message.profile_id

@@ -12,6 +12,7 @@ its number of queries does not grow with the number of addresses.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,13 +38,18 @@ OPT_OUT = "opt_out"
 @dataclass(frozen=True)
 class AddressFailureReport:
     """One failure to record: the address by profile id or by email, its type and reason (a bounce
-    reason such as `user_unknown`, or `complaint`), and the event's key for idempotency (blank: none)."""
+    reason such as `user_unknown`, or `complaint`), the event's key for idempotency (blank: none), and
+    the message (and its delivery) that failed, when known: what ties the failure to a delivery's
+    reports ("new quarantines") and shows it on the profile page. The key must name no address: the
+    failure outlives the person's erasure."""
 
     failure_type: str
     reason: str
     profile_id: int | None = None
     email: str = ""
     event_key: str = ""
+    message_id: int | None = None
+    delivery_id: int | None = None
 
 
 def _profile_ids_by_email(emails: Collection[str]) -> dict[str, int]:
@@ -95,27 +101,32 @@ def address_outcomes_record(
             seen.add((profile_id, report.event_key))
         new_failures.append(AddressFailure(
             profile_id=profile_id, failure_type=report.failure_type, reason=report.reason[:32], occurred_at=at,
-            event_key=report.event_key[:200],
+            event_key=report.event_key[:200], message_id=report.message_id, delivery_id=report.delivery_id,
         ))
     if not new_failures:
         return 0
-    AddressFailure.objects.bulk_create(new_failures)
-    soft_counts = _soft_counts({f.profile_id for f in new_failures if f.failure_type == AddressFailureType.SOFT}, at)
+    # The soft count includes the new soft bounces (unless a clear came after `at`): the ones already
+    # written, counted before these are, plus these; so each failure is written once, knowing what it did.
+    new_soft = Counter(f.profile_id for f in new_failures if f.failure_type == AddressFailureType.SOFT)
+    soft_counts = _soft_counts(set(new_soft), at)
     changed = []
     for failure in new_failures:
         profile = profiles[failure.profile_id]
         if failure.failure_type == AddressFailureType.COMPLAINT:
             if profile.email_status != EmailStatus.DENYLISTED:
-                _status_set(profile, EmailStatus.DENYLISTED, COMPLAINT, at)
+                failure.status_set = _status_set(profile, EmailStatus.DENYLISTED, COMPLAINT, at)
         elif failure.failure_type == AddressFailureType.HARD:
             if profile.email_status == EmailStatus.VALID:
-                _status_set(profile, EmailStatus.QUARANTINED, failure.reason, at)
+                failure.status_set = _status_set(profile, EmailStatus.QUARANTINED, failure.reason, at)
         else:
-            profile.soft_bounce_count = soft_counts.get(profile.pk, 0)
+            cleared_at = profile.soft_bounces_cleared_at
+            counted_now = new_soft[profile.pk] if cleared_at is None or at > cleared_at else 0
+            profile.soft_bounce_count = soft_counts.get(profile.pk, 0) + counted_now
             if profile.email_status == EmailStatus.VALID and profile.soft_bounce_count >= SOFT_BOUNCES_BEFORE_QUARANTINE:
-                _status_set(profile, EmailStatus.QUARANTINED, failure.reason, at)
+                failure.status_set = _status_set(profile, EmailStatus.QUARANTINED, failure.reason, at)
         profile.updated_at = timezone.now()
         changed.append(profile)
+    AddressFailure.objects.bulk_create(new_failures)
     Profile.objects.bulk_update(
         {profile.pk: profile for profile in changed}.values(),
         ["email_status", "email_status_reason", "email_status_changed_at", "quarantined_at", "soft_bounce_count", "updated_at"],
@@ -139,12 +150,14 @@ def _soft_counts(profile_ids: set[int], at: datetime) -> dict[int, int]:
     return {row["profile_id"]: row["soft"] for row in rows}
 
 
-def _status_set(profile: Profile, status: str, reason: str, at: datetime) -> None:
+def _status_set(profile: Profile, status: str, reason: str, at: datetime) -> str:
+    """Puts the (in-memory) profile in `status`; returns the status, which its failure keeps."""
     profile.email_status = status
     profile.email_status_reason = reason
     profile.email_status_changed_at = at
     if status == EmailStatus.QUARANTINED:
         profile.quarantined_at = at
+    return status
 
 
 @transaction.atomic

@@ -37,7 +37,7 @@ REPORTS = {
     "bounces": report_bounces,
     "throughput": report_throughput,
 }
-REPORTS_WITH_PARAMS = {"statistics", "urls"}
+REPORTS_WITH_PARAMS = {"statistics", "urls", "bounces"}
 
 
 def report_get(*, delivery_id: int, name: str, humans_only: bool = True, params: dict | None = None) -> dict:

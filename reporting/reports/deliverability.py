@@ -1,14 +1,40 @@
-"""Bounces (failed and excluded messages by type, reason and domain) and sending throughput."""
+"""Bounces (failed and excluded messages by type, reason and domain, and failures over time) and sending
+throughput, read from the delivery log's statistics (`reporting.statistics`), which count a bounce that
+came back after sending as they count one at sending."""
+import datetime as dt
 from collections import Counter, defaultdict
 
 from deliveries.models import Delivery, FailureType, MessageStatus
-from reporting.models import FailureStats, ThroughputStats
+from reporting.models import DomainMessageStats, FailureStats, FailureTimeStats, ThroughputStats
 from reporting.percentages import percent
+from reporting.reports.params import parse_choice
+
+FAILURE_GRANULARITIES = ("hour", "day")
+# The report's tables; its CSV holds the one `table` names.
+FAILURE_TABLES = ("reason", "domain", "time")
+FAILURE_SERIES_TYPES = (FailureType.HARD, FailureType.SOFT, FailureType.IGNORED)
 
 
-def report_bounces(*, delivery: Delivery, humans_only: bool = True) -> dict:
-    """Failed and excluded messages by type, reason and domain; hard and soft bounce rates are bounces
-    (failed messages of that type) as a share of processed messages (sent or failed)."""
+def _failures_over_time(delivery: Delivery, granularity: str) -> list[dict]:
+    """Failed messages per hour or day (UTC) of their failure, by type."""
+    series: dict[dt.datetime, Counter] = defaultdict(Counter)
+    for row in FailureTimeStats.objects.filter(delivery_id=delivery.pk).values("hour", "failure_type", "messages"):
+        start = row["hour"].astimezone(dt.UTC)
+        if granularity == "day":
+            start = start.replace(hour=0)
+        series[start][row["failure_type"]] += row["messages"]
+    return [
+        {"start": start, **{str(kind): counts[kind] for kind in FAILURE_SERIES_TYPES}, "total": sum(counts.values())}
+        for start, counts in sorted(series.items())
+    ]
+
+
+def report_bounces(*, delivery: Delivery, humans_only: bool = True, params: dict | None = None) -> dict:
+    """Failed and excluded messages by type, reason and domain, and failures per hour or day
+    (`granularity`); hard and soft bounce rates are bounces (failed messages of that type) as a share of
+    processed messages (sent or failed), both counted from the delivery log. `table` picks the CSV's table."""
+    granularity = parse_choice(params or {}, "granularity", FAILURE_GRANULARITIES, "hour")
+    table = parse_choice(params or {}, "table", FAILURE_TABLES, "reason")
     rows = list(
         FailureStats.objects.filter(delivery_id=delivery.pk).values(
             "status", "failure_type", "failure_reason", "domain", "messages"
@@ -24,8 +50,13 @@ def report_bounces(*, delivery: Delivery, humans_only: bool = True) -> dict:
         by_domain[row["domain"]]["messages"] += row["messages"]
         if row["status"] == MessageStatus.FAILED:
             bounces[row["failure_type"]] += row["messages"]
-    processed = delivery.success + delivery.errors
+    processed = sum(
+        row["success"] + row["errors"]
+        for row in DomainMessageStats.objects.filter(delivery_id=delivery.pk).values("success", "errors")
+    )
     return {
+        "granularity": granularity,
+        "table": table,
         "errors": total,
         "processed": processed,
         "hard_bounces": bounces[FailureType.HARD],
@@ -45,6 +76,7 @@ def report_bounces(*, delivery: Delivery, humans_only: bool = True) -> dict:
              "soft": counts[FailureType.SOFT], "ignored": counts[FailureType.IGNORED]}
             for domain, counts in sorted(by_domain.items(), key=lambda item: (-item[1]["messages"], item[0]))
         ],
+        "series": _failures_over_time(delivery, granularity),
     }
 
 

@@ -1,5 +1,6 @@
 """The CSV table of each report: a header and rows, from the report's data."""
 from reporting.reports.across import DELIVERY_COLUMNS as ACROSS_DELIVERY_COLUMNS
+from reporting.reports.deliverability import FAILURE_SERIES_TYPES
 from reporting.reports.time_series import SERIES_COUNTERS
 
 INDICATOR_COLUMNS = (
@@ -39,10 +40,20 @@ def report_table(name: str, data: dict) -> tuple[list[str], list[list]]:
         ]
         return ["devices", "facet", "name", "opens", "share"], rows
     if name == "bounces":
-        columns = ["failure_type", "failure_reason", "messages", "share"]
-        return columns, [[row[c] for c in columns] for row in data["by_reason"]]
+        return _bounces_table(data)
     columns = ["hour", "success", "errors", "total"]
     return columns, [[row["hour"].isoformat(), row["success"], row["errors"], row["total"]] for row in data["hours"]]
+
+
+def _bounces_table(data: dict) -> tuple[list[str], list[list]]:
+    if data["table"] == "domain":
+        columns = ["domain", "messages", "hard", "soft", "ignored"]
+        return columns, [[row[c] for c in columns] for row in data["by_domain"]]
+    if data["table"] == "time":
+        kinds = [str(kind) for kind in FAILURE_SERIES_TYPES]
+        return ["start", *kinds, "total"], [[row["start"].isoformat(), *(row[k] for k in kinds), row["total"]] for row in data["series"]]
+    columns = ["failure_type", "failure_reason", "messages", "share"]
+    return columns, [[row[c] for c in columns] for row in data["by_reason"]]
 
 
 def across_report_table(name: str, data: dict) -> tuple[list[str], list[list]]:

@@ -16,7 +16,8 @@ def migrate(target: tuple[str, str]):
 
 
 def migrate_to_latest() -> None:
-    """Every app's latest migration, as the other tests expect the database (not just the one tested here)."""
+    """Back to every app's latest migration, those that went back with deliveries' included, so that the
+    tests after this one find the schema they expect."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())

@@ -107,3 +107,35 @@ def test_release_puts_a_quarantined_address_back_and_keeps_the_audit(django_user
     assert profile.quarantined_at is None
     soft(profile, T0 + timedelta(days=1, hours=1))  # the bounces before the release no longer count
     assert state(profile) == (EmailStatus.VALID, "", 1)
+
+
+def test_each_failure_keeps_its_message_delivery_and_the_status_it_set():
+    """What ties a failure to a delivery's new quarantines: the status it set, and only that one."""
+    profile = ProfileFactory()
+    for day in range(4):
+        soft(profile, T0 + timedelta(days=day))
+    address_outcomes_record(failures=[
+        AddressFailureReport("soft", "mailbox_full", profile_id=profile.pk, message_id=11, delivery_id=3),
+    ], at=T0 + timedelta(days=5))
+    address_outcomes_record(failures=[
+        AddressFailureReport("hard", "user_unknown", profile_id=profile.pk, message_id=12, delivery_id=4),
+    ], at=T0 + timedelta(days=6))
+    address_outcomes_record(failures=[
+        AddressFailureReport("complaint", "complaint", profile_id=profile.pk, message_id=12, delivery_id=4),
+    ], at=T0 + timedelta(days=7))
+    rows = list(AddressFailure.objects.filter(profile=profile).order_by("occurred_at").values_list(
+        "failure_type", "message_id", "delivery_id", "status_set"
+    ))
+    assert rows == [("soft", None, None, "")] * 4 + [
+        ("soft", 11, 3, EmailStatus.QUARANTINED), ("hard", 12, 4, ""), ("complaint", 12, 4, EmailStatus.DENYLISTED),
+    ]
+
+
+def test_a_soft_bounce_from_before_the_last_clear_does_not_count_toward_quarantine():
+    """A bounce reported late, at a time before a later success cleared the count, counts nothing."""
+    profile = ProfileFactory()
+    for day in range(4):
+        soft(profile, T0 + timedelta(days=day))
+    address_outcomes_record(delivered_profile_ids=[profile.pk], at=T0 + timedelta(days=5))
+    soft(profile, T0 + timedelta(days=4))
+    assert state(profile) == (EmailStatus.VALID, "", 0)
