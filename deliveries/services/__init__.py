@@ -21,7 +21,13 @@ share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analysis_request, delivery_analysis_run, delivery_analyze
 from deliveries.services.backdating import delivery_backdate
-from deliveries.services.bounce_intake import BounceFetch, MailboxBusy, bounce_mailbox_fetch, returned_mail_intake
+from deliveries.services.bounce_intake import (
+    BounceFetch,
+    MailboxBusy,
+    bounce_mailbox_fetch,
+    returned_mail_intake,
+    returned_unmatched_keep,
+)
 from deliveries.services.checks import Check, checks_errors, delivery_checks
 from deliveries.services.counters import delivery_counters_recount
 from deliveries.services.lifecycle import (
@@ -56,6 +62,7 @@ __all__ = [
     "MailboxBusy",
     "bounce_mailbox_fetch",
     "returned_mail_intake",
+    "returned_unmatched_keep",
     "CLAIM_LEASE",
     "CONTENT_LINK_MODES",
     "EDITABLE_STATUSES",

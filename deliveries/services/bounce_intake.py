@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
@@ -184,6 +185,33 @@ def returned_mail_intake(*, raw: bytes, received_at: datetime | None = None) -> 
             return Intake(ALREADY_STORED)
         raise
     return Intake(outcome, recorded)
+
+
+def returned_unmatched_keep(
+    *, source: str, event_key: str, kind: str, recipient: str, failure_type: str = "", failure_reason: str = "",
+    detail: str = "", received_at: datetime | None = None,
+) -> bool:
+    """Keeps a bounce or complaint that an ESP reported by webhook for no message Beacon knows, beside the
+    mailbox's, for the operators to look at. The provider's key of the event makes a replay kept once;
+    returns whether it was new. What is kept is the report as read (no raw mail exists)."""
+    summary = {"source": source, "event_key": event_key, "recipients": [{"address": recipient, "diagnostic": detail}]}
+    raw = json.dumps(summary, ensure_ascii=False).encode()
+    _, created = ReturnedMail.objects.get_or_create(
+        sha256=hashlib.sha256(f"esp:{source}:{event_key}".encode()).hexdigest(),
+        defaults={
+            "received_at": received_at or timezone.now(),
+            "kind": BounceKind.COMPLAINT if kind == COMPLAINT else BounceKind.BOUNCE,
+            "outcome": ReturnedMailOutcome.UNMATCHED,
+            "failure_type": failure_type,
+            "failure_reason": failure_reason,
+            "subject": storable(f"{source} webhook: {kind}")[:300],
+            "sender": storable(source)[:300],
+            "summary": summary,
+            "raw": raw,
+            "size": len(raw),
+        },
+    )
+    return created
 
 
 def _lease_take(holder: str, now: datetime) -> bool:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.roles import ROLES
 from deliveries.esp_reference import ESP_METADATA_KEY, esp_reference
 from deliveries import services as delivery_services
-from deliveries.models import Message, MessageStatus
+from deliveries.models import Message, MessageStatus, ReturnedMail, ReturnedMailOutcome
 from deliveries.tokens import Purpose, make_token
 from profiles.models import AddressFailure, EmailStatus
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory, TrackedUrlFactory
@@ -573,3 +573,24 @@ def test_nul_in_a_webhooks_query_string_is_refused_by_beacons_rule(client, sent)
     response = client.post(f"{POSTMARK}?x=%00", json.dumps(postmark_bounce(sent.message)), content_type="application/json", **AUTH)
     assert response.status_code == 400
     assert unchanged(sent)
+
+
+def test_a_bounce_or_complaint_for_no_known_message_is_kept_for_the_operators_once(client, sent):
+    """As the bounce mailbox keeps what it cannot match, so do the webhooks: one row per provider event."""
+    unknown = {ESP_METADATA_KEY: esp_reference(10**9)}
+    bounce = mailgun_failed(sent.message) | {"user-variables": unknown}
+    complaint = postmark_bounce(sent.message, RecordType="SpamComplaint", Type="SpamComplaint", TypeCode=512,
+                                Name="Spam complaint", Details="Test spam complaint details", Metadata=unknown)
+    for _ in range(2):
+        assert post_mailgun(client, bounce).status_code == 200
+        assert post_postmark(client, complaint).status_code == 200
+    kept = {row.sender: row for row in ReturnedMail.objects.all()}
+    assert set(kept) == {"mailgun", "postmark"} and ReturnedMail.objects.count() == 2
+    assert {row.outcome for row in kept.values()} == {ReturnedMailOutcome.UNMATCHED}
+    assert (kept["mailgun"].kind, kept["mailgun"].failure_type, kept["mailgun"].failure_reason) == ("bounce", "hard", "user_unknown")
+    assert kept["mailgun"].summary["recipients"][0]["address"] == sent.message.email
+    assert kept["postmark"].kind == "complaint"
+    assert unchanged(sent)
+    # An engagement event for no known message is only logged.
+    assert post_postmark(client, postmark_engagement("Open", sent.message, Metadata=unknown)).status_code == 200
+    assert ReturnedMail.objects.count() == 2

@@ -52,6 +52,8 @@ class EspEvent:
     permanent: bool | None = None
     diagnostic: str = ""
     reject_reason: str = ""
+    # The address the event is about, as the provider says it.
+    recipient: str = ""
 
 
 def _text(value: object, limit: int) -> str:
@@ -115,5 +117,6 @@ def esp_event_from_anymail(event: AnymailTrackingEvent, esp_name: str) -> EspEve
         permanent=_permanent(event, provider),
         diagnostic=diagnostic[:MAX_DIAGNOSTIC_LENGTH],
         reject_reason=_text(event.reject_reason, 32),
+        recipient=_text(event.recipient, 254),
     )
 

@@ -28,7 +28,7 @@ from django.conf import settings
 from deliveries.bounces.classify import ENHANCED_STATUS_RE, classify
 from deliveries.esp_reference import esp_reference_message_id
 from deliveries.models import Message, TrackedUrl
-from deliveries.services import ReturnedFailure, returns_record
+from deliveries.services import ReturnedFailure, returned_unmatched_keep, returns_record
 from deliveries.services.returns import BOUNCE, COMPLAINT
 from tracking import lookups, machine
 from tracking.esp.events import EspEvent
@@ -51,6 +51,8 @@ COUNTED_BY_BEACON = "counted_by_beacon"
 ESP_EVENT_NAMESPACE = uuid.UUID("3b0f6a8e-5d1c-4f7e-9a42-6c2d8e1b7f05")
 # The provider events that change something; the others are ignored (the module's table).
 _HANDLED = {EspType.BOUNCED, EspType.REJECTED, EspType.COMPLAINED, EspType.UNSUBSCRIBED, EspType.OPENED, EspType.CLICKED}
+# The events that say a message came back (a bounce, a refusal, a complaint).
+_RETURNS = {EspType.BOUNCED, EspType.REJECTED, EspType.COMPLAINED}
 # anymail's reject reasons that say the address itself is bad (a hard failure); any other refusal is soft.
 _ADDRESS_REJECTIONS = {RejectReason.INVALID, RejectReason.BOUNCED}
 _SMTP_REPLY_CODE_RE = re.compile(r"\b([45])\d\d\b")
@@ -80,14 +82,37 @@ def _bounce_classified(event: EspEvent, *, permanent: bool | None) -> tuple[str,
     return classify(status_class, enhanced, event.diagnostic)
 
 
-def _returned(message: lookups.MessageInfo, event: EspEvent) -> None:
-    if event.type == EspType.COMPLAINED or (event.type == EspType.REJECTED and event.reject_reason == RejectReason.SPAM):
-        returns_record([ReturnedFailure(message_id=message.id, kind=COMPLAINT, detail=event.diagnostic)])
-        return
+def _is_complaint(event: EspEvent) -> bool:
+    return event.type == EspType.COMPLAINED or (event.type == EspType.REJECTED and event.reject_reason == RejectReason.SPAM)
+
+
+def _failure(event: EspEvent) -> tuple[str, str]:
+    """(failure type, reason) of a bounce or a rejection."""
     permanent = event.permanent
     if event.type == EspType.REJECTED:
         permanent = event.reject_reason in _ADDRESS_REJECTIONS
-    failure_type, reason = _bounce_classified(event, permanent=permanent)
+    return _bounce_classified(event, permanent=permanent)
+
+
+def _unmatched_kept(event: EspEvent) -> None:
+    """A bounce or complaint for no known message is kept for the operators, as the mailbox keeps its own."""
+    if _is_complaint(event):
+        returned_unmatched_keep(source=event.provider, event_key=event.event_key, kind=COMPLAINT, recipient=event.recipient, detail=event.diagnostic, received_at=event.at)
+        return
+    if event.type == EspType.REJECTED and event.reject_reason == RejectReason.UNSUBSCRIBED:
+        return
+    failure_type, reason = _failure(event)
+    returned_unmatched_keep(
+        source=event.provider, event_key=event.event_key, kind=BOUNCE, recipient=event.recipient,
+        failure_type=failure_type, failure_reason=reason, detail=event.diagnostic, received_at=event.at,
+    )
+
+
+def _returned(message: lookups.MessageInfo, event: EspEvent) -> None:
+    if _is_complaint(event):
+        returns_record([ReturnedFailure(message_id=message.id, kind=COMPLAINT, detail=event.diagnostic)])
+        return
+    failure_type, reason = _failure(event)
     returns_record([
         ReturnedFailure(message_id=message.id, kind=BOUNCE, failure_type=failure_type, failure_reason=reason, detail=event.diagnostic)
     ])
@@ -167,6 +192,8 @@ def esp_event_record(event: EspEvent) -> str:
             "%s %s event %s for no known message (reference %r, Message-ID %r)",
             event.provider, event.type, event.event_key, event.message_reference[:80], event.header_message_id[:80],
         )
+        if event.type in _RETURNS:
+            _unmatched_kept(event)
         return UNKNOWN_MESSAGE
     if event.type in (EspType.OPENED, EspType.CLICKED):
         return _engagement(message, event)
