@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from deliveries.models import Delivery, FailureType, Message, MessageStatus
@@ -101,7 +102,11 @@ def returns_record(returns: Sequence[ReturnedFailure], *, at: datetime | None = 
         if failed_messages:
             Message.objects.bulk_update(failed_messages, ["status", "failure_type", "failure_reason", "failure_detail", "failed_at"])
             for delivery_id, count in Counter(m.delivery_id for m in failed_messages).items():
-                Delivery.objects.filter(pk=delivery_id).update(success=F("success") - count, errors=F("errors") + count, updated_at=at)
+                # Never below 0, should the counters already disagree with the log (a recompute rebuilds them):
+                # a bounce that could not be recorded would come back every minute.
+                Delivery.objects.filter(pk=delivery_id).update(
+                    success=Greatest(F("success") - count, 0), errors=F("errors") + count, updated_at=at
+                )
         new_reports = _new_address_failures([report for report, _ in reports], at)
         complaints = [returned for report, returned in reports if report.failure_type == AddressFailureType.COMPLAINT and report.event_key in new_reports]
         changed = list(newly_failed.values()) + complaints

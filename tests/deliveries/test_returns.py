@@ -147,3 +147,12 @@ def test_a_failing_receiver_does_not_undo_or_interrupt_the_record(django_capture
         messages_returned.disconnect(broken)
     message.refresh_from_db()
     assert recorded.messages_failed == 1 and message.status == MessageStatus.FAILED
+
+
+def test_counters_that_already_disagree_with_the_log_never_block_a_bounce():
+    delivery, (message,) = sent_messages(1)
+    delivery.success = 0
+    delivery.save()
+    assert services.returns_record([hard(message)]).messages_failed == 1
+    delivery.refresh_from_db()
+    assert (delivery.success, delivery.errors) == (0, 1)
