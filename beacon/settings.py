@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "profiles",
     "deliveries",
     "tracking",
+    "audiences",
     "reporting",
     "demo",
 ]

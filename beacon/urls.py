@@ -16,10 +16,12 @@ urlpatterns = [
     path("api/", include("profiles.api_urls")),
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),
+    path("api/", include("audiences.api_urls")),
     path("api/", include("reporting.api_urls")),
     # Before the pages' catch-all reporting routes.
     path("", include("accounts.urls")),
     path("", include("deliveries.urls")),
     path("", include("profiles.urls")),
+    path("", include("audiences.urls")),
     path("", include("reporting.urls")),
 ]

@@ -5,7 +5,9 @@ import re
 from django.db import connection
 from django.db.models import QuerySet
 
+from beacon.exceptions import ServiceError
 from deliveries.models import Delivery, DeliveryAuditEntry, Message, TrackedUrl, TrackingMode
+from deliveries.services.audience import audience_profiles
 from profiles.models import Profile
 
 # The audit details that name recipients: a proof's addresses, the profile it was personalized for.
@@ -42,8 +44,12 @@ def delivery_audit(*, delivery_id: int) -> QuerySet[DeliveryAuditEntry]:
 
 
 def delivery_audience_count(*, delivery: Delivery) -> int:
-    """The distinct profiles of the delivery's lists, before analysis excludes any."""
-    return Profile.objects.filter(memberships__list__deliveries=delivery).values("pk").distinct().count()
+    """The distinct profiles of the delivery's lists and segments, before analysis excludes any (0 when a
+    segment is gone: the analysis then stops, saying so)."""
+    try:
+        return audience_profiles(delivery).order_by().count()
+    except ServiceError:
+        return 0
 
 
 # The distinct keys of `Profile.attributes`, in SQL, over the newest profiles only: bounded work, however

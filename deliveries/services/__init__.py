@@ -1,6 +1,7 @@
 """Writes on deliveries, one module per job:
 
 - `lifecycle`: the status machine (`ALLOWED_TRANSITIONS`), edition, and send / pause / resume / cancel;
+- `audience`: who a delivery's audience is (its lists, and its segments through a resolver handed in);
 - `analysis`: target analysis (links found, delivery log built), in the background with its progress;
 - `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
 - `mime`: a rendered message as the email handed to the backend;
@@ -16,6 +17,7 @@ Callers use the names below (`from deliveries import services`); the underscored
 share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analysis_request, delivery_analysis_run, delivery_analyze
+from deliveries.services.audience import MAX_SEGMENTS, audience_profiles, segment_choices, segment_conditions
 from deliveries.services.backdating import delivery_backdate
 from deliveries.services.checks import Check, checks_errors, delivery_checks
 from deliveries.services.counters import delivery_counters_recount
@@ -49,10 +51,12 @@ __all__ = [
     "EDITABLE_STATUSES",
     "MAX_CONTENT_CHARACTERS",
     "MAX_ID",
+    "MAX_SEGMENTS",
     "Check",
     "SEND_FLUSH_SIZE",
     "RelayUnavailable",
     "analysis_queuer",
+    "audience_profiles",
     "deliveries_analysis_recover",
     "delivery_analysis_request",
     "delivery_analysis_run",
@@ -77,6 +81,8 @@ __all__ = [
     "profile_messages_anonymize",
     "message_render",
     "send_batch_queuer",
+    "segment_choices",
+    "segment_conditions",
     "send_content",
     "tracked_url_update",
     "tracked_urls_update",

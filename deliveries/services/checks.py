@@ -22,15 +22,18 @@ from deliveries.content import (
     ContentError,
     template_variables,
 )
+from beacon.exceptions import ServiceError
 from deliveries.models import Delivery
-from profiles.models import Profile
+from deliveries.services.audience import audience_profiles
 
 ERROR = "error"
 WARNING = "warning"
 
 # Codes, one per rule.
-# The delivery's lists hold nobody.
+# The delivery's lists and segments hold nobody.
 NO_RECIPIENTS = "no_recipients"
+# A segment of the audience no longer exists.
+UNKNOWN_SEGMENT = "unknown_segment"
 # A delivery to a list has no way to opt out: neither {{ unsubscribe_url }} nor a link to an opt-out page.
 NO_UNSUBSCRIBE_LINK = "no_unsubscribe_link"
 # A variable the content cannot resolve (`{{ profile.frist_name }}`): it renders as nothing.
@@ -68,10 +71,6 @@ class Check:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _audience(delivery: Delivery):
-    return Profile.objects.filter(memberships__list__deliveries=delivery)
 
 
 def _variables(delivery: Delivery) -> dict[str, list[tuple[str, ...]]]:
@@ -159,7 +158,7 @@ def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
     keys = keys[:MAX_ATTRIBUTE_KEYS]
     if not keys:
         return []
-    missing = _audience(delivery).aggregate(**{
+    missing = audience_profiles(delivery).aggregate(**{
         f"key_{index}": Count("pk", filter=~Q(attributes__has_key=key), distinct=True) for index, key in enumerate(keys)
     })
     return [
@@ -177,11 +176,16 @@ def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
 def delivery_checks(*, delivery: Delivery) -> list[Check]:
     """Every rule on the delivery as it is now; errors first."""
     checks: list[Check] = []
-    has_lists = delivery.pk is not None and delivery.lists.exists()
-    recipients = _audience(delivery).values("pk").distinct().count() if has_lists else 0
-    if not recipients:
+    has_lists = delivery.pk is not None and (delivery.lists.exists() or bool(delivery.segments))
+    recipients = 0
+    try:
+        recipients = audience_profiles(delivery).order_by().count() if has_lists else 0
+    except ServiceError as exc:
+        checks.append(Check(UNKNOWN_SEGMENT, ERROR, exc.message, "segments"))
+        has_lists = False
+    if not recipients and not checks:
         checks.append(Check(
-            NO_RECIPIENTS, ERROR, "This delivery has no recipients: choose at least one list with members.", "lists", 0,
+            NO_RECIPIENTS, ERROR, "This delivery has no recipients: choose at least one list or segment with members.", "lists", 0,
         ))
     if not delivery.subject.strip():
         checks.append(Check(EMPTY_SUBJECT, ERROR, "The subject is empty.", "subject"))
