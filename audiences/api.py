@@ -150,6 +150,7 @@ class SegmentViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         wanted = dict(data.validated_data)
         make = wanted.pop("make")
+        wanted["delivery_id"] = wanted.pop("delivery")
         if make == "segment":
             return self._answer(services.segment_from_report(actor=request.user, **wanted), status.HTTP_201_CREATED)
         if make == "list":

@@ -177,6 +177,7 @@ def segment_from_report(request: HttpRequest) -> HttpResponse:
                             status=400, content_type="text/plain; charset=utf-8")
     wanted = dict(form.cleaned_data)
     make = wanted.pop("make")
+    wanted["delivery_id"] = wanted.pop("delivery")
     try:
         if make == "segment":
             segment = services.segment_from_report(actor=request.user, **wanted)

@@ -149,11 +149,13 @@ def list_add_profiles(*, list_obj: List, profile_ids: list[int]) -> int:
 def list_add_matching(*, list_obj: List, profiles: QuerySet[Profile]) -> int:
     """Adds every profile of `profiles` to the list in one INSERT ... SELECT (a frozen segment of a
     million people is one statement, not a million rows through Python); returns how many were new."""
-    select_sql, params = profiles.order_by().values("pk").query.sql_with_params()
+    # Named, so that the outer SELECT can name it on SQLite too; `WHERE 1 = 1` is SQLite's way to tell an
+    # INSERT ... SELECT's ON CONFLICT from a join's ON.
+    select_sql, params = profiles.order_by().annotate(member_id=F("pk")).values("member_id").query.sql_with_params()
     table = ListMembership._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (list_id, profile_id, added_at) SELECT %s, matching.id, %s FROM ({select_sql}) AS matching WHERE 1 = 1 "
+            f"INSERT INTO {table} (list_id, profile_id, added_at) SELECT %s, matching.member_id, %s FROM ({select_sql}) AS matching WHERE 1 = 1 "
             "ON CONFLICT (list_id, profile_id) DO NOTHING",
             (list_obj.pk, timezone.now(), *params),
         )
