@@ -126,3 +126,20 @@ def test_the_report_buttons_make_a_segment_a_list_or_a_csv(client):
     assert b"".join(as_csv.streaming_content).decode().splitlines()[1].split(",")[1] == "silent@example.com"
     assert client.post("/segments/from-report/", {**body, "make": "pdf"}).status_code == 400
     assert client.post("/segments/from-report/", {**body, "delivery": "9" * 30, "make": "csv"}).status_code == 400
+
+
+@pytest.mark.parametrize("caller, shown", [(VIEWER, False), (MARKETER, True)])
+def test_the_delivery_reports_offer_the_audiences_to_marketers_only(caller, shown, client):
+    from tests.factories import TrackedUrlFactory
+
+    delivery = DeliveryFactory(status=DeliveryStatus.FINISHED)
+    sale = TrackedUrlFactory(delivery=delivery, label="Sale")
+    TrackingEventFactory(message=MessageFactory(delivery=delivery), type=EventType.CLICK, tracked_url=sale)
+    from reporting.statistics import reports_refresh
+
+    reports_refresh()
+    signed_in(client, caller)
+    indicators = client.get(f"/deliveries/{delivery.pk}/reports/?report=indicators").content.decode()
+    by_label = client.get(f"/deliveries/{delivery.pk}/reports/?report=urls&group_by=label").content.decode()
+    assert ('value="not_opened"' in indicators) is shown
+    assert ('name="url_label" value="Sale"' in by_label) is shown
