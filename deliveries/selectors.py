@@ -47,9 +47,10 @@ def delivery_audience_count(*, delivery: Delivery) -> int:
     """The distinct profiles of the delivery's lists and segments, before analysis excludes any (0 when a
     segment is gone: the analysis then stops, saying so)."""
     try:
-        return audience_profiles(delivery).order_by().count()
+        audience = audience_profiles(delivery)
     except ServiceError:
         return 0
+    return audience.order_by().count() if audience is not None else 0
 
 
 # The distinct keys of `Profile.attributes`, in SQL, over the newest profiles only: bounded work, however

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Value
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError
@@ -48,7 +49,7 @@ from deliveries.services.lifecycle import (
 from deliveries.services.rendering import _check_renders, _prepare
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES
 from deliveries.services.audience import audience_profiles
-from profiles.models import EmailStatus
+from profiles.models import EmailStatus, Profile
 from profiles.services import normalize_email
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,8 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
     """
     delivery = Delivery.objects.get(pk=delivery_id)
     audience = audience_profiles(delivery)
+    if audience is None:
+        audience = Profile.objects.none().annotate(audience_source=Value(""))
     total = audience.order_by().count()
     profiles = audience.order_by("id").values_list(
         "id", "email", "email_status", "email_format", "email_status_reason", "email_status_changed_at", "audience_source"

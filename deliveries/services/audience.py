@@ -38,10 +38,10 @@ def segments_check(segment_ids: list[int]) -> list[int]:
     return ids
 
 
-def audience_profiles(delivery: Delivery) -> QuerySet[Profile]:
+def audience_profiles(delivery: Delivery) -> QuerySet[Profile] | None:
     """The distinct profiles of the delivery's lists and segments, each annotated with `audience_source`:
-    the first of `list:<id>` (lists by id) then `segment:<id>` that holds it. One query; a segment that
-    no longer exists is a ServiceError."""
+    the first of `list:<id>` (lists by id) then `segment:<id>` that holds it; None when the delivery names
+    no list and no segment. One query; a segment that no longer exists is a ServiceError."""
     list_ids = sorted(delivery.lists.values_list("pk", flat=True)) if delivery.pk else []
     conditions = segment_conditions.get()(list(delivery.segments)) if delivery.segments else {}
     sources = [
@@ -49,7 +49,7 @@ def audience_profiles(delivery: Delivery) -> QuerySet[Profile]:
         for list_id in list_ids
     ] + [(f"segment:{segment_id}", condition) for segment_id, condition in conditions.items()]
     if not sources:
-        return Profile.objects.none().annotate(audience_source=Value("", output_field=CharField()))
+        return None
     members = Q()
     if list_ids:
         members |= Q(Exists(ListMembership.objects.filter(profile_id=OuterRef("pk"), list_id__in=list_ids)))

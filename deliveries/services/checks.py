@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
 from deliveries.content import (
     MIRROR_VARIABLE,
@@ -25,6 +25,7 @@ from deliveries.content import (
 from beacon.exceptions import ServiceError
 from deliveries.models import Delivery
 from deliveries.services.audience import audience_profiles
+from profiles.models import Profile
 
 ERROR = "error"
 WARNING = "warning"
@@ -153,12 +154,12 @@ def _has_opt_out(delivery: Delivery, soup: BeautifulSoup | None) -> bool:
     return any(_OPT_OUT_LINK_RE.search(href) for href in links)
 
 
-def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
+def _attribute_checks(audience: QuerySet[Profile], keys: list[str]) -> list[Check]:
     """One query over the audience: per key, how many recipients lack it."""
     keys = keys[:MAX_ATTRIBUTE_KEYS]
     if not keys:
         return []
-    missing = audience_profiles(delivery).aggregate(**{
+    missing = audience.aggregate(**{
         f"key_{index}": Count("pk", filter=~Q(attributes__has_key=key), distinct=True) for index, key in enumerate(keys)
     })
     return [
@@ -176,13 +177,13 @@ def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
 def delivery_checks(*, delivery: Delivery) -> list[Check]:
     """Every rule on the delivery as it is now; errors first."""
     checks: list[Check] = []
-    has_lists = delivery.pk is not None and (delivery.lists.exists() or bool(delivery.segments))
-    recipients = 0
+    audience = None
     try:
-        recipients = audience_profiles(delivery).order_by().count() if has_lists else 0
+        audience = audience_profiles(delivery) if delivery.pk is not None else None
     except ServiceError as exc:
         checks.append(Check(UNKNOWN_SEGMENT, ERROR, exc.message, "segments"))
-        has_lists = False
+    has_lists = audience is not None
+    recipients = audience.order_by().count() if audience is not None else 0
     if not recipients and not checks:
         checks.append(Check(
             NO_RECIPIENTS, ERROR, "This delivery has no recipients: choose at least one list or segment with members.", "lists", 0,
@@ -213,7 +214,7 @@ def delivery_checks(*, delivery: Delivery) -> list[Check]:
             part,
         ))
     if recipients:
-        checks += _attribute_checks(delivery, attribute_keys)
+        checks += _attribute_checks(audience, attribute_keys)
     if soup is not None:
         checks += _html_checks(delivery, soup)
     return sorted(checks, key=lambda check: check.severity != ERROR)
