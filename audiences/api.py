@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, can
 from audiences import selectors, services
 from audiences.models import Segment
-from audiences.rules import MAX_ID, MAX_STRING, REACTIONS, rule_validate
+from audiences.rules import MAX_ID, MAX_STRING, REACTIONS
 
 
 class SegmentOutputSerializer(serializers.ModelSerializer):
@@ -72,7 +72,8 @@ class SegmentViewSet(viewsets.GenericViewSet):
 
     queryset = Segment.objects.all()
     serializer_class = SegmentOutputSerializer
-    lookup_value_regex = "[0-9]+"
+    # At most 19 digits: int() of a longer one could exceed what Python converts (a 500); no such id exists.
+    lookup_value_regex = "[0-9]{1,19}"
     personal_data = {"profiles"}
     # A report's audience as a CSV is the people themselves; as a segment or list, a marketer's write.
     required_actions = {"from_report": MANAGE, "preview": MANAGE}
@@ -137,8 +138,8 @@ class SegmentViewSet(viewsets.GenericViewSet):
         """`{rule}`: how many profiles the rule matches now, without saving it."""
         data = RuleInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rule = rule_validate(data.validated_data["rule"])
-        return Response({"rule": rule, "count": selectors.rule_profiles(rule=rule).order_by().count()})
+        rule, count = selectors.rule_preview(rule=data.validated_data["rule"])
+        return Response({"rule": rule, "count": count})
 
     @extend_schema(request=FromReportInputSerializer, responses={201: dict})
     @action(detail=False, methods=["post"], url_path="from-report")

@@ -39,6 +39,12 @@ def rule_profiles(*, rule: dict) -> QuerySet[Profile]:
     return Profile.objects.filter(rule_condition(rule, now=timezone.now())).order_by("id")
 
 
+def rule_preview(*, rule) -> tuple[dict, int]:
+    """A rule not saved: validated (a RuleError otherwise), and how many profiles it matches now."""
+    valid = rule_validate(rule)
+    return valid, rule_profiles(rule=valid).order_by().count()
+
+
 def segment_profiles(*, segment: Segment) -> QuerySet[Profile]:
     return rule_profiles(rule=segment.rule)
 

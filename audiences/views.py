@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.decorators import action_required
 from accounts.roles import MANAGE, READ_PERSONAL_DATA, READ_REPORTS, can
 from audiences import selectors, services
-from audiences.rules import MAX_ID, MAX_STRING, REACTIONS, rule_validate
+from audiences.rules import MAX_ID, MAX_STRING, REACTIONS
 from beacon.exceptions import ServiceError
 from beacon.parsers import loads
 
@@ -59,11 +59,10 @@ def _service_errors(form: forms.Form, error: ValidationError | ServiceError) -> 
 def _preview(form: SegmentForm) -> int | None:
     """The count of the typed rule, or None with the rule's fault on the form."""
     try:
-        rule = rule_validate(form.cleaned_data["rule"])
+        return selectors.rule_preview(rule=form.cleaned_data["rule"])[1]
     except ServiceError as exc:
         _service_errors(form, exc)
         return None
-    return selectors.rule_profiles(rule=rule).order_by().count()
 
 
 @action_required(READ_REPORTS)

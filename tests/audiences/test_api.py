@@ -2,12 +2,12 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.roles import ADMINISTRATOR, MARKETER, VIEWER
+from accounts.roles import MARKETER, VIEWER
 from audiences.models import Segment
 from deliveries.models import DeliveryStatus
 from profiles.models import List
-from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE, allowed
-from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, TrackingEventFactory
+from tests.accounts.conftest import ANONYMOUS, CALLERS, allowed
+from tests.factories import DeliveryFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, TrackingEventFactory
 from tracking.models import EventType
 
 pytestmark = pytest.mark.django_db
@@ -204,3 +204,18 @@ def test_a_report_audience_of_an_unknown_delivery_or_a_label_on_opens_is_refused
     assert refused.status_code == 400
     assert refused.json()["fields"] == {"url_label": ["A link label goes with clicked only."]}
     assert not Segment.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api/segments/987654/", "/api/segments/" + "9" * 30 + "/", "/api/segments/" + "9" * 5000 + "/profiles/"])
+def test_an_unknown_or_impossible_id_is_a_404(path, role_user):
+    assert client_of(role_user, MARKETER).get(path).status_code == 404
+
+
+def test_a_missing_segment_is_a_404_in_the_pages(client):
+    from tests.factories import RoleUserFactory
+
+    client.force_login(RoleUserFactory(role=MARKETER))
+    assert client.get("/segments/987654/").status_code == 404
+    assert client.get("/segments/" + "9" * 5000 + "/").status_code == 404
+    assert client.post("/segments/987654/freeze/", {"name": "x"}).status_code == 404
+    assert client.post("/segments/987654/delete/").status_code == 404

@@ -100,3 +100,13 @@ def test_the_delivery_form_offers_segments(client):
         "label": "Bad", "subject": "Hi", "from_email": "news@beacon.example", "segments": ["987654"],
     })
     assert bad.status_code == 200 and not Delivery.objects.filter(label="Bad").exists()
+
+
+def test_the_delivery_log_shows_what_brought_each_recipient_in(client):
+    ProfileFactory(email="vip@example.com", attributes={"vip": True})
+    segment = vip_segment()
+    delivery = DeliveryFactory(segments=[segment.pk])
+    services.delivery_analyze(delivery_id=delivery.pk)
+    client.force_login(RoleUserFactory(role=MARKETER))
+    page = client.get(f"/deliveries/{delivery.pk}/log/").content.decode()
+    assert "vip@example.com" in page and f"segment:{segment.pk}" in page
