@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -34,9 +35,9 @@ def segment_get(*, segment_id: int) -> Segment:
     return segment
 
 
-def rule_profiles(*, rule: dict) -> QuerySet[Profile]:
-    """The profiles a validated rule matches now, by id."""
-    return Profile.objects.filter(rule_condition(rule, now=timezone.now())).order_by("id")
+def rule_profiles(*, rule: dict, now: datetime | None = None) -> QuerySet[Profile]:
+    """The profiles a validated rule matches at `now` (default: now), by id."""
+    return Profile.objects.filter(rule_condition(rule, now=now or timezone.now())).order_by("id")
 
 
 def rule_preview(*, rule) -> tuple[dict, int]:
