@@ -24,7 +24,6 @@ SEGMENT_NAME_TAKEN = "A segment with this name already exists."
 UNANALYZED_STATUSES = (DeliveryStatus.DRAFT, DeliveryStatus.ANALYZING, DeliveryStatus.READY)
 
 
-
 def _name_taken(name: str, other_than: int | None) -> bool:
     return Segment.objects.filter(name=name).exclude(pk=other_than).exists()
 
