@@ -12,6 +12,7 @@ from audiences.models import Segment
 from audiences.rules import report_rule, rule_validate
 from beacon.csv_export import csv_lines
 from beacon.exceptions import NotFound, ServiceError
+from deliveries.models import Delivery
 from profiles.models import Profile
 
 # Erased people are gone from Profile altogether, so every profile is a candidate. Quarantined and
@@ -73,6 +74,8 @@ CSV_HEADER = ("id", "email", "first_name", "last_name", "email_status")
 
 def report_audience_csv(*, delivery_id: int, reaction: str, url_label: str = "") -> tuple[Iterator[str], str]:
     """A delivery report's audience (`audiences.rules.report_rule`) as CSV lines to stream, and a file name."""
+    if not Delivery.objects.filter(pk=delivery_id).exists():
+        raise NotFound("No such delivery.")
     rule = rule_validate(report_rule(delivery_id=delivery_id, reaction=reaction, url_label=url_label))
     rows = rule_profiles(rule=rule).values_list(*CSV_HEADER).iterator(chunk_size=2000)
     return csv_lines(CSV_HEADER, rows), f"delivery-{delivery_id}-{reaction}.csv"

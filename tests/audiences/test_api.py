@@ -198,7 +198,9 @@ def test_a_report_audience_as_a_segment_a_list_or_a_csv(reacted, reaction, url_l
 
 def test_a_report_audience_of_an_unknown_delivery_or_a_label_on_opens_is_refused(reacted, role_user):
     client = client_of(role_user, MARKETER)
-    assert client.post("/api/segments/from-report/", {"delivery": 99999999, "reaction": "opened"}, format="json").status_code == 404
+    for make in ("segment", "list", "csv"):
+        unknown = {"delivery": 99999999, "reaction": "opened", "make": make}
+        assert client.post("/api/segments/from-report/", unknown, format="json").status_code == 404
     assert client.post("/api/segments/from-report/", {"delivery": 2**70, "reaction": "opened"}, format="json").status_code == 400
     refused = client.post(
         "/api/segments/from-report/", {"delivery": reacted[0].pk, "reaction": "opened", "url_label": "Sale"}, format="json",
