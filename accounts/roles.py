@@ -96,6 +96,8 @@ ROLE_MODEL_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "useragent": VIEW,
         "profiletracking": VIEW,
         "deliveryreport": VIEW,
+        # Read-only in the admin for everyone: rules are written through the pages and the API.
+        "segment": VIEW,
     },
 }
 

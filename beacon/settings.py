@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "profiles",
     "deliveries",
     "tracking",
+    "audiences",
     "reporting",
     "webhooks",
     "demo",

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/", include("profiles.api_urls")),
     path("api/", include("deliveries.api_urls")),
     path("api/", include("tracking.api_urls")),
+    path("api/", include("audiences.api_urls")),
     path("api/", include("reporting.api_urls")),
     path("api/", include("webhooks.api_urls")),
     # Before the pages' catch-all reporting routes.
@@ -25,5 +26,6 @@ urlpatterns = [
     path("", include("deliveries.urls")),
     path("", include("profiles.urls")),
     path("", include("webhooks.urls")),
+    path("", include("audiences.urls")),
     path("", include("reporting.urls")),
 ]

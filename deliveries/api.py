@@ -25,7 +25,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Delivery
         fields = [
-            "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens",
+            "id", "label", "subject", "from_email", "reply_to", "html", "text", "lists", "segments", "track_opens",
             "track_clicks", "mirror_page", "status", "analysis_progress", "analysis_error", "checks", "initial_population",
             "excluded_by_cause", "to_deliver", "processed", "success", "errors", "created_at", "updated_at",
             "analyzed_at", "sending_started_at", "finished_at", "scheduled_at", "max_per_hour", "expected_end_at",
@@ -47,6 +47,10 @@ class DeliveryInputSerializer(serializers.Serializer):
     html = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     lists = serializers.PrimaryKeyRelatedField(queryset=List.objects.all(), many=True, required=False)
+    # Segment ids; unknown ones are refused by the service (`deliveries.services.audience.segments_check`).
+    segments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=services.MAX_ID), required=False, max_length=services.MAX_SEGMENTS,
+    )
     track_opens = serializers.BooleanField(required=False)
     track_clicks = serializers.BooleanField(required=False)
     mirror_page = serializers.BooleanField(required=False)
@@ -75,7 +79,10 @@ class ProofInputSerializer(serializers.Serializer):
 class MessageOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
-        fields = ["id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "sent_at", "failed_at"]
+        fields = [
+            "id", "profile", "email", "status", "failure_type", "failure_reason", "failure_detail", "audience_source", "sent_at",
+            "failed_at",
+        ]
 
 
 # The delivery log's filters, by query parameter, and the values each takes.

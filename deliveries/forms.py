@@ -11,11 +11,12 @@ from django.core.exceptions import ValidationError
 from beacon.send_rates import MAX_RATE_PER_HOUR
 from beacon.storable import UNSTORABLE_MESSAGE, is_storable
 from deliveries.models import Delivery, TrackingMode
-from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS, MAX_ID
+from deliveries.services import CONTENT_LINK_MODES, MAX_CONTENT_CHARACTERS, MAX_ID, segment_choices
 from profiles.models import List
 
 DELIVERY_FIELDS = [
-    "label", "subject", "from_email", "reply_to", "html", "text", "lists", "track_opens", "track_clicks", "mirror_page", "max_per_hour",
+    "label", "subject", "from_email", "reply_to", "html", "text", "lists", "segments", "track_opens", "track_clicks", "mirror_page",
+    "max_per_hour",
 ]
 
 
@@ -58,6 +59,10 @@ class DeliveryForm(forms.Form):
     lists = ListsField(
         queryset=List.objects.order_by("name"), required=False, widget=forms.CheckboxSelectMultiple, label="Audience lists",
     )
+    segments = forms.TypedMultipleChoiceField(
+        coerce=int, required=False, widget=forms.CheckboxSelectMultiple, label="Audience segments",
+        help_text="Who is in a segment when the delivery is analyzed gets it.",
+    )
     track_opens = forms.BooleanField(required=False, initial=True, label="Track opens")
     track_clicks = forms.BooleanField(required=False, initial=True, label="Track clicks")
     mirror_page = forms.BooleanField(required=False, initial=True, label="Mirror page")
@@ -71,6 +76,7 @@ class DeliveryForm(forms.Form):
         # The maxlength attribute would cut a paste silently in the browser; the form says it instead.
         for field in self.fields.values():
             field.widget.attrs.pop("maxlength", None)
+        self.fields["segments"].choices = segment_choices.get()()
 
     @staticmethod
     def initial_of(delivery: Delivery) -> dict:

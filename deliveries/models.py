@@ -26,6 +26,8 @@ class Delivery(models.Model):
     html = models.TextField(blank=True)
     text = models.TextField(blank=True)
     lists = models.ManyToManyField("profiles.List", related_name="deliveries", blank=True)
+    # Segment ids (the audiences app's, above this one), resolved at analysis: deliveries.services.audience.
+    segments = models.JSONField(default=list, blank=True)
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
     mirror_page = models.BooleanField(default=True)
@@ -118,6 +120,8 @@ class Message(models.Model):
     failure_type = models.CharField(max_length=8, choices=FailureType.choices, blank=True)
     failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
     failure_detail = models.TextField(blank=True)
+    # What put the recipient in the audience at analysis: `list:<id>` or `segment:<id>` (the first that held them).
+    audience_source = models.CharField(max_length=32, blank=True)
     smtp_message_id = models.CharField(max_length=255, blank=True)
     # Which task execution claimed the message for sending; see deliveries.services.sending.
     claimed_by = models.CharField(max_length=64, blank=True)

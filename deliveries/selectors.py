@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from beacon.exceptions import ServiceError
 from deliveries.models import (
     BOUNCE_MAILBOX_STATE,
     BounceMailboxState,
@@ -19,6 +20,7 @@ from deliveries.models import (
     TrackedUrl,
     TrackingMode,
 )
+from deliveries.services.audience import audience_profiles
 from profiles.models import Profile
 
 # The audit details that name recipients: a proof's addresses, the profile it was personalized for.
@@ -55,8 +57,13 @@ def delivery_audit(*, delivery_id: int) -> QuerySet[DeliveryAuditEntry]:
 
 
 def delivery_audience_count(*, delivery: Delivery) -> int:
-    """The distinct profiles of the delivery's lists, before analysis excludes any."""
-    return Profile.objects.filter(memberships__list__deliveries=delivery).values("pk").distinct().count()
+    """The distinct profiles of the delivery's lists and segments, before analysis excludes any (0 when a
+    segment is gone: the analysis then stops, saying so)."""
+    try:
+        audience = audience_profiles(delivery)
+    except ServiceError:
+        return 0
+    return audience.order_by().count() if audience is not None else 0
 
 
 # The distinct keys of `Profile.attributes`, in SQL, over the newest profiles only: bounded work, however

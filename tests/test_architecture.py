@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first: an app may import the project package `beacon` and the apps before it, never one after.
-LAYERS = ("accounts", "profiles", "deliveries", "tracking", "reporting", "webhooks", "demo")
+LAYERS = ("accounts", "profiles", "deliveries", "tracking", "audiences", "reporting", "webhooks", "demo")
 PROJECT_PACKAGE = "beacon"
 
 

@@ -3,6 +3,7 @@
 - `lifecycle`: the status machine (`ALLOWED_TRANSITIONS`), edition, and send / pause / resume / cancel;
 - `scheduling`: schedule / unschedule, and the scheduler that starts due deliveries exactly once;
 - `throttling`: the send rate limits (a delivery's `max_per_hour`, `BEACON_DOMAIN_RATES`) as shared token buckets;
+- `audience`: who a delivery's audience is (its lists, and its segments through a resolver handed in);
 - `analysis`: target analysis (links found, delivery log built), in the background with its progress;
 - `rendering`: a delivery's content prepared once per send and rendered per message (and the mirror page);
 - `mime`: a rendered message as the email handed to the backend;
@@ -20,6 +21,7 @@ Callers use the names below (`from deliveries import services`); the underscored
 share stay inside the package.
 """
 from deliveries.services.analysis import delivery_analysis_request, delivery_analysis_run, delivery_analyze
+from deliveries.services.audience import MAX_SEGMENTS, audience_profiles, segment_choices, segment_conditions
 from deliveries.services.backdating import delivery_backdate
 from deliveries.services.bounce_intake import (
     BounceFetch,
@@ -69,6 +71,7 @@ __all__ = [
     "MAX_CONTENT_CHARACTERS",
     "MAX_ID",
     "BatchOutcome",
+    "MAX_SEGMENTS",
     "Check",
     "SEND_FLUSH_SIZE",
     "RateLimitsUnavailable",
@@ -76,6 +79,7 @@ __all__ = [
     "ReturnedFailure",
     "ReturnsRecorded",
     "analysis_queuer",
+    "audience_profiles",
     "deliveries_analysis_recover",
     "deliveries_start_due",
     "delivery_schedule",
@@ -104,6 +108,8 @@ __all__ = [
     "profile_messages_anonymize",
     "message_render",
     "send_batch_queuer",
+    "segment_choices",
+    "segment_conditions",
     "send_content",
     "returns_record",
     "tracked_url_update",

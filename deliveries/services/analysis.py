@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Value
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError
@@ -48,6 +49,7 @@ from deliveries.services.lifecycle import (
 )
 from deliveries.services.rendering import _check_renders, _prepare
 from deliveries.services.tracked_urls import CONTENT_LINK_MODES
+from deliveries.services.audience import audience_profiles
 from profiles.models import EmailStatus, Profile
 from profiles.services import normalize_email
 
@@ -145,10 +147,6 @@ def _links_reconcile(delivery: Delivery, prepared: PreparedContent) -> None:
     TrackedUrl.objects.bulk_create([link for index, link in enumerate(found) if index not in matches])
 
 
-def _audience(delivery: Delivery):
-    return Profile.objects.filter(memberships__list__deliveries=delivery).distinct()
-
-
 def _status_detail(email_status: str, reason: str, since: datetime | None) -> str:
     """Why the address is excluded, as the delivery log shows it: `Quarantined since 2026-11-29 13:05 UTC: user_unknown`."""
     detail = EmailStatus(email_status).label
@@ -158,15 +156,19 @@ def _status_detail(email_status: str, reason: str, since: datetime | None) -> st
 
 
 def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Counter]:
-    """One message per distinct profile of the delivery's lists, excluded ones ignored with a reason.
+    """One message per distinct profile of the delivery's lists and segments (who is in a segment now),
+    excluded ones ignored with a reason, each with the audience source that brought them in.
 
     Streams the audience and writes it in chunks, each committed with the progress and a renewed lease
     (raises _Superseded when the run lost the analysis), so memory stays flat for large lists.
     """
     delivery = Delivery.objects.get(pk=delivery_id)
-    total = _audience(delivery).count()
-    profiles = _audience(delivery).order_by("id").values_list(
-        "id", "email", "email_status", "email_format", "email_status_reason", "email_status_changed_at"
+    audience = audience_profiles(delivery)
+    if audience is None:
+        audience = Profile.objects.none().annotate(audience_source=Value(""))
+    total = audience.order_by().count()
+    profiles = audience.order_by("id").values_list(
+        "id", "email", "email_status", "email_format", "email_status_reason", "email_status_changed_at", "audience_source"
     )
     chunk: list[Message] = []
     seen: set[str] = set()
@@ -182,7 +184,8 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
             current.save(update_fields=["analysis_progress", "analysis_heartbeat_at", "updated_at"])
         chunk.clear()
 
-    for profile_id, email, email_status, email_format, status_reason, status_since in profiles.iterator(chunk_size=ANALYSIS_CHUNK_SIZE):
+    rows = profiles.iterator(chunk_size=ANALYSIS_CHUNK_SIZE)
+    for profile_id, email, email_status, email_format, status_reason, status_since, source in rows:
         population += 1
         normalized = normalize_email(email).lower()
         reason = ""
@@ -197,7 +200,9 @@ def _write_audience_messages(delivery_id: int, attempt: str) -> tuple[int, Count
         elif not reason and normalized in seen:
             reason = FailureReason.DUPLICATE
         seen.add(normalized)
-        message = Message(delivery_id=delivery_id, profile_id=profile_id, email=email, email_format=email_format)
+        message = Message(
+            delivery_id=delivery_id, profile_id=profile_id, email=email, email_format=email_format, audience_source=source,
+        )
         if reason:
             message.status = MessageStatus.IGNORED
             message.failure_type = FailureType.IGNORED

@@ -13,19 +13,23 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
+from beacon.exceptions import ServiceError
 from deliveries.content import MIRROR_VARIABLE, UNSUBSCRIBE_VARIABLE, ContentError
-from deliveries.personalization import PROFILE_FIELDS, template_variables
 from deliveries.models import Delivery
+from deliveries.personalization import PROFILE_FIELDS, template_variables
+from deliveries.services.audience import audience_profiles
 from profiles.models import Profile
 
 ERROR = "error"
 WARNING = "warning"
 
 # Codes, one per rule.
-# The delivery's lists hold nobody.
+# The delivery's lists and segments hold nobody.
 NO_RECIPIENTS = "no_recipients"
+# A segment of the audience no longer exists.
+UNKNOWN_SEGMENT = "unknown_segment"
 # A delivery to a list has no way to opt out: neither {{ unsubscribe_url }} nor a link to an opt-out page.
 NO_UNSUBSCRIBE_LINK = "no_unsubscribe_link"
 # A variable the content cannot resolve (`{{ profile.frist_name }}`): it renders as nothing.
@@ -63,10 +67,6 @@ class Check:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _audience(delivery: Delivery):
-    return Profile.objects.filter(memberships__list__deliveries=delivery)
 
 
 def _variables(delivery: Delivery) -> dict[str, list[tuple[str, ...]]]:
@@ -149,12 +149,12 @@ def _has_opt_out(delivery: Delivery, soup: BeautifulSoup | None) -> bool:
     return any(_OPT_OUT_LINK_RE.search(href) for href in links)
 
 
-def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
+def _attribute_checks(audience: QuerySet[Profile], keys: list[str]) -> list[Check]:
     """One query over the audience: per key, how many recipients lack it."""
     keys = keys[:MAX_ATTRIBUTE_KEYS]
     if not keys:
         return []
-    missing = _audience(delivery).aggregate(**{
+    missing = audience.aggregate(**{
         f"key_{index}": Count("pk", filter=~Q(attributes__has_key=key), distinct=True) for index, key in enumerate(keys)
     })
     return [
@@ -172,11 +172,16 @@ def _attribute_checks(delivery: Delivery, keys: list[str]) -> list[Check]:
 def delivery_checks(*, delivery: Delivery) -> list[Check]:
     """Every rule on the delivery as it is now; errors first."""
     checks: list[Check] = []
-    has_lists = delivery.pk is not None and delivery.lists.exists()
-    recipients = _audience(delivery).values("pk").distinct().count() if has_lists else 0
-    if not recipients:
+    audience = None
+    try:
+        audience = audience_profiles(delivery) if delivery.pk is not None else None
+    except ServiceError as exc:
+        checks.append(Check(UNKNOWN_SEGMENT, ERROR, exc.message, "segments"))
+    has_lists = audience is not None
+    recipients = audience.order_by().count() if audience is not None else 0
+    if not recipients and not checks:
         checks.append(Check(
-            NO_RECIPIENTS, ERROR, "This delivery has no recipients: choose at least one list with members.", "lists", 0,
+            NO_RECIPIENTS, ERROR, "This delivery has no recipients: choose at least one list or segment with members.", "lists", 0,
         ))
     if not delivery.subject.strip():
         checks.append(Check(EMPTY_SUBJECT, ERROR, "The subject is empty.", "subject"))
@@ -204,7 +209,7 @@ def delivery_checks(*, delivery: Delivery) -> list[Check]:
             part,
         ))
     if recipients:
-        checks += _attribute_checks(delivery, attribute_keys)
+        checks += _attribute_checks(audience, attribute_keys)
     if soup is not None:
         checks += _html_checks(delivery, soup)
     return sorted(checks, key=lambda check: check.severity != ERROR)

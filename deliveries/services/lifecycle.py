@@ -27,6 +27,7 @@ from beacon.handed_in import HandedIn
 from deliveries.content import ContentError
 from deliveries.personalization import prepare_content
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus
+from deliveries.services.audience import segments_check
 from profiles.models import List
 
 # Who acts on a delivery: a user, or nobody (a task); an anonymous user is recorded as nobody.
@@ -204,6 +205,8 @@ def delivery_save(*, delivery: Delivery, actor: Actor = None, changed: list[str]
 
 
 def delivery_create(*, actor: Actor = None, lists: list[List] | None = None, **fields: Any) -> Delivery:
+    if "segments" in fields:
+        fields["segments"] = segments_check(fields["segments"])
     delivery = Delivery(**fields, created_by=actor if getattr(actor, "pk", None) else None)
     _validate(delivery)
     with transaction.atomic():
@@ -218,6 +221,8 @@ def delivery_update(*, delivery_id: int, actor: Actor = None, lists: list[List] 
     """Edits a draft or ready delivery; a ready one goes back to draft (it must be analyzed again), unless
     only its sending settings (`SETTINGS_WITHOUT_ANALYSIS`) changed."""
     deliveries_analysis_recover(delivery_id=delivery_id)
+    if "segments" in fields:
+        fields["segments"] = segments_check(fields["segments"])
     with transaction.atomic():
         delivery = _locked(delivery_id)
         if delivery.status not in EDITABLE_STATUSES:

@@ -25,7 +25,7 @@ def test_sign_in_use_the_navigation_on_a_phone_and_sign_out(page, live_server, t
 
     # Nothing wider than the phone: the navigation wraps, the log's table scrolls in its own box.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    for name in ("Deliveries", "Profiles", "Lists", "Settings", "Admin", "API docs", "Sign out"):
+    for name in ("Deliveries", "Profiles", "Lists", "Segments", "Settings", "Admin", "API docs", "Sign out"):
         box = page.get_by_role("navigation", name="Beacon").get_by_text(name, exact=True).or_(
             page.get_by_role("button", name=name)).first.bounding_box()
         assert box and 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], name

@@ -85,10 +85,10 @@ def test_a_delivery_page_shows_the_tabs_and_buttons_of_the_role(caller, sees_per
 
 
 @pytest.mark.parametrize("caller, staff, links", [
-    (VIEWER, False, ["/", "/lists/", "/reports/", "/settings/", "/api/docs/"]),
-    (MARKETER, False, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/api/docs/"]),
-    (MARKETER, True, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
-    (ADMINISTRATOR, True, ["/", "/profiles/", "/lists/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
+    (VIEWER, False, ["/", "/lists/", "/segments/", "/reports/", "/settings/", "/api/docs/"]),
+    (MARKETER, False, ["/", "/profiles/", "/lists/", "/segments/", "/reports/", "/settings/", "/api/docs/"]),
+    (MARKETER, True, ["/", "/profiles/", "/lists/", "/segments/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
+    (ADMINISTRATOR, True, ["/", "/profiles/", "/lists/", "/segments/", "/reports/", "/settings/", "/admin/", "/api/docs/"]),
 ])
 def test_the_navigation_offers_what_the_role_may_open(caller, staff, links):
     user_html = client_as(caller, is_staff=staff).get("/settings/").content.decode()
