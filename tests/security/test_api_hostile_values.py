@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
+from audiences.services import segment_create
 from profiles.services import imports as profile_imports
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, TrackedUrlFactory, UserFactory
 from webhooks.services.subscriptions import subscription_create
@@ -87,6 +88,7 @@ class Objects:
             list_obj=self.list, file=SimpleUploadedFile("people.csv", b"email\nimported@example.org\n")
         )
         self.subscription = subscription_create(url="http://127.0.0.1:9/hook", event_types=["open"])
+        self.segment = segment_create(name="Hostile values", rule={"list": self.list.pk})
         self._unique = itertools.count()
 
     def path_value(self, path: str, name: str) -> str:
@@ -101,7 +103,8 @@ class Objects:
         if name == "name":
             return "over-time" if path.startswith("/api/reports/") else "indicators"
         owner = path.split("/")[2]
-        owners = {"deliveries": self.delivery, "lists": self.list, "profiles": self.profile, "webhooks": self.subscription}
+        owners = {"deliveries": self.delivery, "lists": self.list, "profiles": self.profile, "webhooks": self.subscription,
+                  "segments": self.segment}
         return str(owners[owner].pk)
 
     def valid_body(self, component: str | None) -> dict:
@@ -115,6 +118,10 @@ class Objects:
             "ScheduleInput": {"at": (timezone.now() + timedelta(days=1)).isoformat()},
             "ProfileIds": {"profile_ids": [self.profile.pk]},
             "SubscriptionInput": {"url": f"http://127.0.0.1:9/hook{n}", "events": ["open"]},
+            "SegmentInput": {"name": f"Segment {n}", "rule": {"list": self.list.pk}},
+            "RuleInput": {"rule": {"list": self.list.pk}},
+            "FreezeInput": {"name": f"Frozen {n}"},
+            "FromReportInput": {"delivery": self.delivery.pk, "reaction": "opened", "make": "segment"},
         }.get((component or "").removeprefix("Patched"), {})
 
 
