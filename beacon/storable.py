@@ -2,13 +2,10 @@
 
 PostgreSQL refuses NUL in text (psycopg2 raises before the query is sent) and a lone surrogate is not
 UTF-8: either one reaching a query or a save was a 500. One rule, here, for every input: the query string
-of every request (`UnstorableInputMiddleware`), and JSON bodies (`beacon.parsers`). The same gate refuses a
-query value longer than any search or filter needs (SQLite refuses a LIKE pattern past 50,000 bytes), and
-answers 400 when a number past 64 bits reaches SQLite (PostgreSQL's lookups find nothing instead). Form bodies are the
+of every request (`UnstorableInputMiddleware`), and JSON bodies (`beacon.parsers`). Form bodies are the
 forms' and serializers' own: Django's and DRF's text fields refuse NUL as a field error, shown on the
 form, and a form body's invalid UTF-8 is decoded as U+FFFD.
 """
-import logging
 import re
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -18,13 +15,6 @@ from beacon.security import HOT_PATH_PREFIXES
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = "holds a NUL character or a lone surrogate, which Beacon cannot store"
-# As long as a whole request line that nginx takes by default (8 KB): a page URL in the web pixel fits;
-# far below the 50,000 bytes of a LIKE pattern SQLite refuses.
-MAX_QUERY_VALUE_CHARACTERS = 8_000
-TOO_LONG_MESSAGE = f"is longer than {MAX_QUERY_VALUE_CHARACTERS:,} characters"
-OUT_OF_RANGE_MESSAGE = "A number in the request is out of range: Beacon's ids and counts fit in 64 bits."
-
-logger = logging.getLogger(__name__)
 
 
 def storable(value: str) -> str:
@@ -36,14 +26,6 @@ def is_storable(value: str) -> bool:
     return UNSTORABLE.search(value) is None
 
 
-def first_too_long(params) -> str | None:
-    """The name of the first parameter whose name or a value is longer than a query value may be."""
-    for name, values in params.lists():
-        if len(name) > MAX_QUERY_VALUE_CHARACTERS or any(len(value) > MAX_QUERY_VALUE_CHARACTERS for value in values):
-            return storable(name[:100])
-    return None
-
-
 def first_unstorable(params) -> str | None:
     """The name of the first parameter whose name or a value cannot be stored."""
     for name, values in params.lists():
@@ -53,8 +35,8 @@ def first_unstorable(params) -> str | None:
 
 
 class UnstorableInputMiddleware:
-    """Answers 400, naming the parameter, when a query parameter holds NUL or is too long: every search
-    box and filter, the API's, the pages' and the admin's, gets the same clear refusal.
+    """Answers 400, naming the parameter, when a query parameter holds NUL: every search box and filter,
+    the API's, the pages' and the admin's, gets the same clear refusal.
 
     Query strings are decoded with invalid UTF-8 replaced, so only NUL (`%00`) arrives that way; the
     raw query string is searched for it first, so a request without one costs a substring search.
@@ -69,22 +51,12 @@ class UnstorableInputMiddleware:
             query = request.META.get("QUERY_STRING", "")
             name = first_unstorable(request.GET) if "%00" in query or "\x00" in query else None
             if name is not None:
-                return _refusal(request, f"“{name}” {UNSTORABLE_MESSAGE}.", name)
-            name = first_too_long(request.GET) if len(query) > MAX_QUERY_VALUE_CHARACTERS else None
-            if name is not None:
-                return _refusal(request, f"“{name}” {TOO_LONG_MESSAGE}.", name)
+                return _refusal(request, name)
         return self.get_response(request)
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        # SQLite's driver cannot bind an integer past 64 bits: an id or filter no row can match.
-        if isinstance(exception, OverflowError):
-            logger.warning("%s %s: %s", request.method, request.path_info, exception)
-            return _refusal(request, OUT_OF_RANGE_MESSAGE)
-        return None
 
-
-def _refusal(request: HttpRequest, message: str, name: str | None = None) -> HttpResponse:
+def _refusal(request: HttpRequest, name: str) -> HttpResponse:
+    message = f"“{name}” {UNSTORABLE_MESSAGE}."
     if request.path_info.startswith(API_PREFIX):
-        fields = {name: [message]} if name is not None else {}
-        return JsonResponse({"detail": message, "code": "invalid", "fields": fields}, status=400)
+        return JsonResponse({"detail": message, "code": "invalid", "fields": {name: [message]}}, status=400)
     return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
