@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from beacon.exceptions import ServiceError
+from beacon.storable import fits_in
 from deliveries.models import (
     BOUNCE_MAILBOX_STATE,
     BounceMailboxState,
@@ -31,6 +32,8 @@ def delivery_list(*, status: str = "", search: str = "") -> QuerySet[Delivery]:
     deliveries = Delivery.objects.all()
     if status:
         deliveries = deliveries.filter(status=status)
+    if not fits_in(Delivery, search, "label"):
+        return deliveries.none()
     if search:
         deliveries = deliveries.filter(label__icontains=search)
     return deliveries.prefetch_related("lists")
@@ -101,7 +104,9 @@ def delivery_preview_profile(*, delivery: Delivery, profile_id: int | None) -> P
 
 def profile_search(*, email: str, limit: int = 20) -> list[Profile]:
     """Profiles whose email contains `email`, for the preview's profile chooser."""
-    return list(Profile.objects.filter(email__icontains=email).order_by("email")[:limit]) if email else []
+    if not email or not fits_in(Profile, email, "email"):
+        return []
+    return list(Profile.objects.filter(email__icontains=email).order_by("email")[:limit])
 
 
 def audit_details_visible(details: dict, *, personal_data: bool) -> dict:

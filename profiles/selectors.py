@@ -5,6 +5,7 @@ from django.db.models import Count, Q, QuerySet
 
 from beacon.csv_export import csv_lines
 from beacon.exceptions import NotFound
+from beacon.storable import fits_in
 from profiles import csv_files
 from profiles.models import AddressFailure, AddressRelease, List, ListImport, ListImportStatus, Profile
 
@@ -14,6 +15,8 @@ REJECTIONS_SHOWN = 100
 
 def profile_list(*, search: str = "", email_status: str = "", list_id: int | None = None) -> QuerySet[Profile]:
     profiles = Profile.objects.all()
+    if not fits_in(Profile, search, "email", "first_name", "last_name"):
+        return profiles.none()
     if search:
         profiles = profiles.filter(
             Q(email__icontains=search) | Q(first_name__icontains=search) | Q(last_name__icontains=search)

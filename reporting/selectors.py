@@ -6,6 +6,7 @@ from django.db.models import Case, Q, QuerySet, Value, When
 from django.db.models.functions import Lower
 
 from beacon.exceptions import NotFound
+from beacon.storable import fits_in
 from deliveries.models import Delivery, DeliveryAuditEntry, DeliveryStatus, Message, TrackedUrl
 from deliveries import selectors as deliveries_selectors
 from deliveries.selectors import PERSONAL_AUDIT_DETAILS, delivery_expected_end
@@ -35,6 +36,8 @@ DASHBOARD_SORTS = {
 
 def deliveries_list(*, search: str = "", status: str = "", sort: str = "newest") -> list[Delivery]:
     """The dashboard's deliveries (at most 200): label or subject containing `search`, of `status`."""
+    if not fits_in(Delivery, search, "label", "subject"):
+        return []
     deliveries = Delivery.objects.all()
     if search:
         deliveries = deliveries.filter(Q(label__icontains=search) | Q(subject__icontains=search))

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from beacon.storable import UnstorableInputMiddleware
 from profiles.models import List, Profile
 from tests.factories import UserFactory
 
@@ -114,3 +115,21 @@ def test_storable_attributes_still_pass(api):
 def test_a_non_numeric_or_impossible_id_is_a_404(client, method, url):
     response = getattr(client, method)(url)
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/?search=", "/api/deliveries/?search=", "/profiles/?q=", "/api/profiles/?search="])
+def test_a_search_longer_than_any_searched_column_finds_nothing_and_is_no_error(client, url):
+    response = client.get(url + "x" * 100_000)
+    assert response.status_code == 200
+    if url.startswith("/api/"):
+        assert response.json()["count"] == 0
+
+
+@pytest.mark.parametrize("path, content_type", [("/api/events/", "application/json"), ("/profiles/", "text/plain; charset=utf-8")])
+def test_a_number_past_64_bits_reaching_the_database_is_a_400(rf, path, content_type):
+    """SQLite's driver raises OverflowError binding such a number; PostgreSQL's lookups find nothing."""
+    middleware = UnstorableInputMiddleware(lambda request: None)
+    response = middleware.process_exception(rf.get(path), OverflowError("Python int too large to convert to SQLite INTEGER"))
+    assert (response.status_code, response["Content-Type"]) == (400, content_type)
+    assert "out of range" in response.content.decode()
+    assert middleware.process_exception(rf.get(path), ValueError("a bug")) is None
