@@ -77,3 +77,12 @@ def _tracking_direct_and_fresh(settings):
     reset_process_state()
     yield
     reset_process_state()
+
+
+@pytest.fixture(autouse=True)
+def _send_contents_fresh():
+    """Each test prepares its deliveries' contents anew: with rows rolled back, ids come again, and a
+    content prepared in an earlier test would save a later one its queries (SQLite)."""
+    from deliveries.services.rendering import send_contents_forget
+
+    send_contents_forget()

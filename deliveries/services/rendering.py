@@ -136,6 +136,11 @@ def send_content(delivery: Delivery) -> SendContent:
     return _send_content_cached(delivery.pk, _content_key(delivery))
 
 
+def send_contents_forget() -> None:
+    """Empties this process's prepared contents (the tests, whose rolled-back rows give ids again)."""
+    _send_content_cached.cache_clear()
+
+
 def delivery_preview_render(*, delivery: Delivery, profile: Profile | None) -> RenderedMessage:
     """The message as `profile` (None: a blank one) would get it, outside any send: links keep their
     personalized original URLs, no open pixel, the opt-out and mirror links go nowhere; so neither a
