@@ -5,11 +5,9 @@ A send-time bounce comes through the real send path with a relay that refuses so
 or a complaint that comes back later through `deliveries.services.returns_record`, the entry the bounce
 mailbox and the ESP webhooks report to."""
 import datetime as dt
-import smtplib
 from urllib.parse import quote
 
 import pytest
-from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -24,27 +22,11 @@ from profiles.services.quarantine import AddressFailureReport, address_outcomes_
 from reporting.reports import report_get
 from reporting.statistics import delivery_message_stats_refresh, message_stats_refresh_due, reports_refresh
 from tests.accounts.conftest import ANONYMOUS, CALLERS, NO_ROLE, allowed
+from tests.deliveries.test_send_quarantine import RefusingBackend
 from tests.factories import DeliveryFactory, ListFactory, MessageFactory, ProfileFactory, RoleUserFactory
 from tracking.services import profile_erase
 
 pytestmark = pytest.mark.django_db
-
-REFUSALS = {
-    "hard": (550, b"5.1.1 <x>: Recipient address rejected: User unknown"),
-    "soft": (452, b"4.2.2 Mailbox full"),
-}
-
-
-class RefusingBackend(LocmemBackend):
-    """Refuses addresses whose local part starts with `hard` or `soft`, as a relay would."""
-
-    def send_messages(self, messages):
-        address = messages[0].to[0]
-        for prefix, reply in REFUSALS.items():
-            if address.startswith(prefix):
-                raise smtplib.SMTPRecipientsRefused({address: reply})
-        return super().send_messages(messages)
-
 
 def bounce_later(message: Message, *, failure_type: str, reason: str, at: dt.datetime) -> int:
     """A bounce of a sent message come back at `at`, as the bounce mailbox and the webhooks report it."""
